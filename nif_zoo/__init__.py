@@ -1,0 +1,1 @@
+"""nif_zoo: a model zoo of noisy injective flows."""

@@ -1,0 +1,75 @@
+"""Architecture configuration: plain data that rebuilds a model and round-trips through JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+FORMAT_VERSION = 1
+
+Head = Literal["normal", "nif", "deep_nif"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a zoo model's module.
+
+    The data space is images of ``image_shape`` quantised to ``n_bits``; the flow sees them
+    dequantised to ``[-1/2, 1/2)`` and logit-transformed with ``logit_lambda``.
+    """
+
+    image_shape: tuple[int, int, int] = (28, 28, 1)
+    n_bits: int = 3
+    logit_lambda: float = 0.05
+    levels: int = 2
+    steps: int = 16
+    hidden: int = 256
+    coupling: Literal["affine", "additive"] = "affine"
+    scale_fn: Literal["sigmoid", "exp_tanh"] = "sigmoid"
+    invconv: Literal["lu", "full"] = "lu"
+    split: Literal["passthrough", "learned"] = "passthrough"
+    remat: bool = False
+    head: Head = "normal"
+    latent_dim: int = 0
+    noise: Literal["diag", "isotropic"] = "diag"
+    prior_layers: int = 4
+    prior_hidden: int = 256
+
+    def __post_init__(self):
+        object.__setattr__(self, "image_shape", tuple(self.image_shape))
+        h, w, _ = self.image_shape
+        if h % 2**self.levels or w % 2**self.levels:
+            raise ValueError(
+                f"image_shape {self.image_shape} is not divisible by 2**levels={2**self.levels}; "
+                "use fewer levels or pad the images."
+            )
+        if not 1 <= self.n_bits <= 8:
+            raise ValueError(f"n_bits must be in 1..8, got {self.n_bits}")
+        if self.head in ("nif", "deep_nif") and not 0 < self.latent_dim < self.dim:
+            raise ValueError(
+                f"head={self.head!r} needs 0 < latent_dim < {self.dim}, got {self.latent_dim}"
+            )
+
+    @property
+    def dim(self) -> int:
+        h, w, c = self.image_shape
+        return h * w * c
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["image_shape"] = list(self.image_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(
+                f"unknown model config keys {sorted(unknown)}: the checkpoint was written by a "
+                "newer nif_zoo; upgrade nif_zoo to load it."
+            )
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
