@@ -99,6 +99,24 @@ def write_card(
     return path
 
 
+def save_entry_with_card(name: str, entry: Mapping[str, Any]) -> Path:
+    """Write ``entry``'s card, then the entry into the manifest; undo the card if that fails."""
+    card = registry.resolve(entry["card"])
+    previous = card.read_bytes() if card.is_file() else None
+    text = render_card(name, entry)
+    card.parent.mkdir(parents=True, exist_ok=True)
+    card.write_text(text, encoding="utf-8")
+    try:
+        registry.write_entry(name, entry)
+    except BaseException:
+        if previous is None:
+            card.unlink(missing_ok=True)
+        else:
+            card.write_bytes(previous)
+        raise
+    return card
+
+
 def _eval_results(entry: Mapping[str, Any]) -> list[EvalResult]:
     dataset = entry["data"]["dataset"]
     return [

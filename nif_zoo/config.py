@@ -29,6 +29,7 @@ class ModelConfig:
     invconv: Literal["lu", "full"] = "lu"
     split: Literal["passthrough", "learned"] = "passthrough"
     remat: bool = False
+    unroll: bool = True
     head: Head = "normal"
     latent_dim: int = 0
     noise: Literal["diag", "isotropic"] = "diag"

@@ -66,7 +66,9 @@ def _level_shapes(image_shape, levels):
 class Glow(nn.Module, Bijector):
     """``levels`` x (squeeze, ``steps`` flow steps, factor out half) mapping images to ``(b, D)``.
 
-    Identical steps are stacked with ``nn.scan`` so compile time does not grow with depth. The
+    Identical steps are stacked with ``nn.scan`` (parameters have a leading ``steps`` axis).
+    ``unroll=False`` keeps the loop, so compile time does not grow with depth; ``unroll=True``
+    unrolls it, which XLA's CPU backend runs about 3x faster (measured: benchmarks/glow.py). The
     factored-out halves pass through unchanged (``split='passthrough'``, the NIF authors') or
     through Glow's learned conditional split (``'learned'``). The latent is every factored-out
     half flattened, then the last level's output, concatenated.
@@ -81,11 +83,13 @@ class Glow(nn.Module, Bijector):
     lu: bool = True
     split: str = "passthrough"
     remat: bool = False
+    unroll: bool = True
 
     def _steps(self, level: int, inverse: bool):
         body = nn.remat(_ScanBody) if self.remat else _ScanBody
         scanned = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True},
-                          length=self.steps, reverse=inverse)
+                          length=self.steps, reverse=inverse,
+                          unroll=self.steps if self.unroll else 1)
         step = dict(hidden=self.hidden, additive=self.additive, scale_fn=self.scale_fn, lu=self.lu)
         return scanned(step, inverse, name=f"level{level}")
 

@@ -184,7 +184,8 @@ def seed_cache(
     else:
         verify_folder(source, files_spec)
         relpaths = sorted(files_spec)
-    cache = Path(cache_dir if cache_dir is not None else hf_constants.HF_HUB_CACHE).expanduser()
+    cache = Path(cache_dir if cache_dir is not None else hf_constants.HF_HUB_CACHE)
+    cache = cache.expanduser().resolve()
     repo_folder = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
     snapshot = repo_folder / "snapshots" / revision
     blobs = repo_folder / "blobs"
@@ -246,12 +247,13 @@ def _download_snapshot(
         snapshots.add(Path(path).parents[depth - 1])
     if missing:
         where = cache_dir if cache_dir is not None else hf_constants.HF_HUB_CACHE
+        model = repo_id.rsplit("/", 1)[-1]
         raise HubUnavailableError(
             f"{len(missing)} file(s) of {repo_id}@{revision} are not in the Hugging Face cache "
             f"({where}) and the Hub cannot be reached: {', '.join(missing)}. Run "
-            f"`nif-zoo download MODEL` on a machine that can reach the Hub, then copy its cache "
-            "folder here (or point HF_HOME / HF_HUB_CACHE at it), or seed the cache from a copy "
-            "of the files with `nif-zoo download MODEL --from-folder DIR`."
+            f"`nif-zoo download {model}` where the Hub is reachable and copy that cache folder "
+            "here (or point HF_HOME / HF_HUB_CACHE at it), or seed the cache from a copy of the "
+            f"files with `nif-zoo download {model} --from-folder DIR`."
         )
     if len(snapshots) != 1:
         raise HubError(f"{repo_id}@{revision}: files resolved to several snapshots {snapshots}")

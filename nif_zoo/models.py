@@ -40,7 +40,7 @@ class FlowModel(nn.Module):
         c = self.config
         self.logit = Logit(c.logit_lambda)
         self.backbone = Glow(c.image_shape, c.levels, c.steps, c.hidden, c.coupling == "additive",
-                             c.scale_fn, c.invconv == "lu", c.split, c.remat)
+                             c.scale_fn, c.invconv == "lu", c.split, c.remat, c.unroll)
         self.head = build_head(c)
 
     @property

@@ -1,0 +1,10 @@
+"""celeba-nif256, the paper's recipe. Run: `nif-zoo train celeba_nif256 --workdir workdirs/celeba-nif256`.
+
+Expected: see the paper's table 2 and model_cards/celeba-nif256.md (a recipe until weights exist).
+"""
+
+from nif_zoo.configs import base
+
+
+def get_config():
+    return base.get_config("celeba", head="nif", latent_dim=256)

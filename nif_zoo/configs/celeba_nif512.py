@@ -1,0 +1,10 @@
+"""celeba-nif512, the paper's recipe. Run: `nif-zoo train celeba_nif512 --workdir workdirs/celeba-nif512`.
+
+Expected: see the paper's table 2 and model_cards/celeba-nif512.md (a recipe until weights exist).
+"""
+
+from nif_zoo.configs import base
+
+
+def get_config():
+    return base.get_config("celeba", head="nif", latent_dim=512)

@@ -1,0 +1,231 @@
+"""Training and fine-tuning: small top-level functions and one loop (Flax examples style).
+
+No `from __future__ import annotations` here: clu metric collections read their annotations.
+"""
+
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from clu import metrics
+from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from nif_zoo import data as datasets
+from nif_zoo.config import ModelConfig
+from nif_zoo.layers.preprocess import dequantize
+from nif_zoo.models import FlowModel
+from nif_zoo.writers import create_writer
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many non-finite steps in a row."""
+
+
+class TrainState(train_state.TrainState):
+    nonfinite: jax.Array  # steps skipped so far because the loss or a gradient was not finite
+
+
+@flax.struct.dataclass
+class TrainMetrics(metrics.Collection):
+    bits_per_dim: metrics.Average.from_output("bits_per_dim")
+    grad_norm: metrics.Average.from_output("grad_norm")
+    skipped: metrics.Average.from_output("skipped")
+
+
+def model_config(config: ml_collections.ConfigDict) -> ModelConfig:
+    return ModelConfig.from_dict(config.model.to_dict())
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Adam with linear warm-up and global-norm clipping (the paper's recipe)."""
+    schedule = optax.linear_schedule(0.0, config.learning_rate, max(config.warmup_steps, 1))
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.adam(schedule))
+
+
+def to_model_input(rng: jax.Array, images: jax.Array, n_bits: int) -> jax.Array:
+    """uint8 images -> n-bit values -> fresh uniform dequantisation in ``[-1/2, 1/2)``."""
+    values = jnp.right_shift(images, 8 - n_bits)
+    return dequantize(rng, values, n_bits)[0]
+
+
+def create_train_state(config, model: FlowModel, init_images: np.ndarray, rng: jax.Array,
+                       params: Any = None) -> TrainState:
+    """Initialises parameters (ActNorm from ``init_images``) unless ``params`` are given."""
+    if params is None:
+        rng_x, rng_init = jax.random.split(rng)
+        x = to_model_input(rng_x, jnp.asarray(init_images), model.config.n_bits)
+        params = jax.jit(model.init)(rng_init, x)["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=create_optimizer(config),
+                             nonfinite=jnp.zeros((), jnp.int32))
+
+
+def train_step(state: TrainState, images: jax.Array, rng: jax.Array, n_bits: int, dim: int):
+    """One Adam step on mean bits/dim; a non-finite loss or gradient leaves the state unchanged."""
+    x = to_model_input(jax.random.fold_in(rng, 0), images, n_bits)
+
+    def loss_fn(params):
+        objective = state.apply_fn({"params": params}, x, jax.random.fold_in(rng, 1),
+                                   method=FlowModel.objective)
+        return -jnp.mean(objective) / (dim * math.log(2.0)) + n_bits
+
+    bpd, grads = jax.value_and_grad(loss_fn)(state.params)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(bpd) & jnp.isfinite(grad_norm)
+    stepped = state.apply_gradients(grads=grads)
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), stepped, state)
+    new_state = new_state.replace(step=state.step + 1, nonfinite=state.nonfinite + (~finite))
+    skipped = (~finite).astype(jnp.float32)
+    return new_state, TrainMetrics.single_from_model_output(
+        bits_per_dim=jnp.where(finite, bpd, 0.0), grad_norm=jnp.where(finite, grad_norm, 0.0),
+        skipped=skipped)
+
+
+def eval_bits_per_dim(model: FlowModel, params, images: np.ndarray, rng: jax.Array,
+                      batch_size: int = 256, s: float = 1.0) -> np.ndarray:
+    """Per-image test bits/dim with one dequantisation draw (ELBO for deep NIF)."""
+    n_bits, dim = model.config.n_bits, model.config.dim
+
+    @jax.jit
+    def bpd(images, rng):
+        x = to_model_input(jax.random.fold_in(rng, 0), images, n_bits)
+        if model.exact:
+            log_p = model.apply({"params": params}, x, s, method=FlowModel.log_prob)
+        else:
+            log_p = model.apply({"params": params}, x, jax.random.fold_in(rng, 1),
+                                method=FlowModel.elbo)
+        return -log_p / (dim * math.log(2.0)) + n_bits
+
+    out = [np.asarray(bpd(jnp.asarray(b), jax.random.fold_in(rng, i)))
+           for i, b in enumerate(datasets.sequential_batches(images, batch_size))]
+    return np.concatenate(out)
+
+
+def data_mesh() -> Mesh:
+    """A 1-d mesh over every device (all hosts): batches split, parameters replicated."""
+    return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def checkpoint_manager(workdir: Path, config) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
+    return ocp.CheckpointManager(Path(workdir).resolve() / "checkpoints", options=options)
+
+
+def restore_or_init(manager: ocp.CheckpointManager, state: TrainState) -> TrainState:
+    """The newest checkpoint's state if any, else ``state`` unchanged."""
+    step = manager.latest_step()
+    if step is None:
+        return state
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+def _progress(step, total, start_step, started, bpd, batch_size) -> str:
+    elapsed = time.time() - started
+    rate = (step - start_step) / max(elapsed, 1e-9)
+    left = (total - step) / max(rate, 1e-9)
+    return (f"step {step}/{total}  bits/dim {bpd:.4f}  {rate:.2f} steps/s  "
+            f"{rate * batch_size:.1f} images/s  time left {left / 60:.1f} min")
+
+
+def initial_params(config, model: FlowModel, init_images: np.ndarray, rng: jax.Array):
+    """Fresh parameters, or those of ``config.init_from`` (fine-tuning)."""
+    if not config.init_from:
+        return None
+    from nif_zoo.pretrained import load
+
+    source = load(config.init_from)
+    if not config.reinit_head:
+        if source.config != model.config:
+            raise ValueError(f"init_from={config.init_from!r} has architecture {source.config}, "
+                             f"the config asks for {model.config}; set reinit_head=True to keep "
+                             "only the backbone, or match the architecture")
+        return source.params
+    if source.config.replace(head=model.config.head, latent_dim=model.config.latent_dim,
+                             noise=model.config.noise) != model.config:
+        raise ValueError("reinit_head keeps the backbone: its architecture must match init_from's")
+    fresh = create_train_state(config, model, init_images, rng).params
+    return {**fresh, "backbone": source.params["backbone"]}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:
+    """Trains to ``config.num_steps``, resuming from the newest checkpoint in ``workdir``."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    model = FlowModel(model_config(config))
+    mc = model.config
+    train_images, _ = datasets.load_dataset(config.data, config.train_split, mc.image_shape)
+    eval_images, _ = datasets.load_dataset(config.data, config.eval_split, mc.image_shape)
+    eval_images = eval_images[: config.eval_examples]
+    rng = jax.random.key(config.seed)
+    init_rng, step_rng, eval_rng = jax.random.split(rng, 3)
+    init_images = datasets.batch_at(train_images, min(config.init_batch_size, len(train_images)),
+                                    config.seed, 0)
+    state = create_train_state(config, model, init_images, init_rng,
+                               initial_params(config, model, init_images, init_rng))
+    manager = checkpoint_manager(workdir, config)
+    state = restore_or_init(manager, state)
+
+    mesh = data_mesh()
+    replicated = NamedSharding(mesh, PartitionSpec())
+    batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+    if config.batch_size % mesh.size:
+        raise ValueError(f"batch_size {config.batch_size} must divide evenly over {mesh.size} devices")
+    state = jax.device_put(state, replicated)
+    step_fn = jax.jit(train_step, static_argnums=(3, 4), donate_argnums=(0,))
+    writer = create_writer(workdir)
+    start_step = int(state.step)
+    if start_step >= config.num_steps:
+        return state
+    writer.write_texts(start_step, {"config": str(config)})
+    local = config.batch_size // jax.process_count()
+    started, last_save, consecutive = time.time(), start_step, 0
+    history = None
+    for step in range(start_step, config.num_steps):
+        batch = datasets.batch_at(train_images, config.batch_size, config.seed, step)
+        batch = batch[jax.process_index() * local:(jax.process_index() + 1) * local]
+        batch = jax.make_array_from_process_local_data(batch_sharding, batch)
+        previous_nonfinite = int(state.nonfinite)
+        state, step_metrics = step_fn(state, batch, jax.random.fold_in(step_rng, step), mc.n_bits,
+                                      mc.dim)
+        history = step_metrics if history is None else history.merge(step_metrics)
+        consecutive = consecutive + 1 if int(state.nonfinite) > previous_nonfinite else 0
+        if consecutive >= config.max_nonfinite_steps:
+            manager.wait_until_finished()
+            raise TrainingDiverged(
+                f"{consecutive} non-finite steps in a row at step {step + 1} (loss or gradient is "
+                f"NaN/Inf); stopped. The last good checkpoint (step {manager.latest_step()}) in "
+                f"{workdir / 'checkpoints'} is intact: lower learning_rate or check the data.")
+        done = step + 1
+        if done % config.log_every == 0 or done == config.num_steps:
+            summary = {k: float(v) for k, v in history.compute().items()}
+            summary["steps_per_sec"] = (done - start_step) / (time.time() - started)
+            summary["nonfinite_total"] = int(state.nonfinite)
+            writer.write_scalars(done, summary)
+            print(_progress(done, config.num_steps, start_step, started, summary["bits_per_dim"],
+                            config.batch_size), flush=True)
+            history = None
+        if done % config.eval_every == 0 or done == config.num_steps:
+            test_bpd = eval_bits_per_dim(model, state.params, eval_images, eval_rng)
+            writer.write_scalars(done, {"eval_bits_per_dim": float(test_bpd.mean())})
+        time_up = config.time_limit_minutes and time.time() - started > 60 * config.time_limit_minutes
+        if done % config.checkpoint_every == 0 or done == config.num_steps or time_up:
+            manager.save(done, args=ocp.args.StandardSave(state))
+            last_save = done
+        if time_up:
+            print(f"time limit of {config.time_limit_minutes} min reached at step {done}; "
+                  "run the same command again to resume", flush=True)
+            break
+    del last_save
+    manager.wait_until_finished()
+    writer.flush()
+    return state

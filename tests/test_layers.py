@@ -1,0 +1,304 @@
+"""One table of bijective layers drives every contract test (distrax / flowjax style).
+
+A new layer joins with one line in ``LAYERS``. Every layer is initialised on a batch and its
+parameters are then perturbed with small random noise: zero-initialised couplings and splits
+are the identity otherwise, and the checks below would prove little.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import zlib
+from collections.abc import Callable
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import serialization
+
+from nif_zoo.flat_flow import FlatFlow
+from nif_zoo.glow import FlowStep, Glow
+from nif_zoo.layers.actnorm import ActNorm
+from nif_zoo.layers.coupling import AffineCoupling, FlatAffineCoupling
+from nif_zoo.layers.invconv import InvConv1x1
+from nif_zoo.layers.preprocess import Logit
+from nif_zoo.layers.reshape import Permute, Reverse, Squeeze
+from nif_zoo.layers.split import ConditionalSplit
+
+BATCH = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    make: Callable[[], nn.Module]
+    shape: tuple[int, ...]  # event shape of one input example
+    out_shape: tuple[int, ...] | None = None  # event shape of the forward output (default: same)
+    bad_input: tuple[int, ...] | None = None  # a whole wrong-rank input, if the layer checks rank
+    unit_interval: bool = False  # inputs inside (-1/2, 1/2) (Logit)
+    volume_preserving: bool = False  # log_det is exactly zero
+
+
+LAYERS = {
+    "actnorm_image": Case(ActNorm, (4, 4, 3), bad_input=(5,)),
+    "actnorm_flat": Case(ActNorm, (5,), bad_input=(5,)),
+    "invconv_lu": Case(lambda: InvConv1x1(lu=True), (4, 4, 3), bad_input=(4, 4, 3)),
+    "invconv_full": Case(lambda: InvConv1x1(lu=False), (4, 4, 3), bad_input=(2, 16, 3)),
+    "coupling_sigmoid": Case(lambda: AffineCoupling(hidden=8), (4, 4, 4), bad_input=(4, 4, 4)),
+    "coupling_exp_tanh": Case(lambda: AffineCoupling(hidden=8, scale_fn="exp_tanh"), (4, 4, 4),
+                              bad_input=(2, 16, 4)),
+    "coupling_additive": Case(lambda: AffineCoupling(hidden=8, additive=True), (4, 4, 4),
+                              bad_input=(4, 4, 4), volume_preserving=True),
+    "coupling_odd_channels": Case(lambda: AffineCoupling(hidden=8), (4, 4, 3), bad_input=(4, 4, 3)),
+    "flat_coupling": Case(lambda: FlatAffineCoupling(hidden=8), (5,), bad_input=(2, 5, 1)),
+    "flat_coupling_additive": Case(lambda: FlatAffineCoupling(hidden=8, additive=True), (6,),
+                                   bad_input=(6,), volume_preserving=True),
+    "squeeze": Case(Squeeze, (4, 4, 3), out_shape=(2, 2, 12), bad_input=(2, 16, 3),
+                    volume_preserving=True),
+    "reverse_image": Case(Reverse, (4, 4, 3), volume_preserving=True),
+    "reverse_flat": Case(Reverse, (5,), volume_preserving=True),
+    "permute": Case(lambda: Permute(seed=3), (7,), volume_preserving=True),
+    "conditional_split": Case(ConditionalSplit, (4, 4, 4), bad_input=(4, 4, 4)),
+    "logit": Case(Logit, (4, 4, 2), unit_interval=True),
+    "flow_step": Case(lambda: FlowStep(hidden=8), (4, 4, 4)),
+    "flow_step_full_exp_tanh": Case(lambda: FlowStep(hidden=8, lu=False, scale_fn="exp_tanh"),
+                                    (4, 4, 2)),
+    "glow_passthrough": Case(lambda: Glow(image_shape=(8, 8, 1), levels=2, steps=2, hidden=8),
+                             (8, 8, 1), out_shape=(64,), bad_input=(8, 8, 1)),
+    "glow_learned": Case(lambda: Glow(image_shape=(4, 4, 2), levels=2, steps=2, hidden=8,
+                                      split="learned", scale_fn="exp_tanh"),
+                         (4, 4, 2), out_shape=(32,), bad_input=(2, 4, 8)),
+    "flat_flow": Case(lambda: FlatFlow(num_layers=2, hidden=8), (6,), bad_input=(2, 3, 2)),
+}
+
+
+def perturb(params, key, scale=0.1):
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    noisy = [p + scale * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)]
+    return jax.tree_util.tree_unflatten(treedef, noisy)
+
+
+def draw(case: Case, key, batch=BATCH):
+    shape = (batch,) + case.shape
+    if case.unit_interval:
+        return jax.random.uniform(key, shape, jnp.float64, -0.49, 0.49)
+    return jax.random.normal(key, shape, jnp.float64)
+
+
+class Built(NamedTuple):
+    name: str
+    case: Case
+    module: nn.Module
+    variables: dict
+    x: jax.Array
+    forward: Callable  # jitted (variables, x) -> (y, log_det)
+    inverse: Callable  # jitted (variables, y) -> (x, log_det)
+
+
+@functools.lru_cache(maxsize=None)
+def built(name: str) -> Built:
+    """A table entry initialised once, with perturbed parameters and jitted directions."""
+    case = LAYERS[name]
+    module = case.make()
+    key_x, key_init, key_noise = jax.random.split(jax.random.key(zlib.crc32(name.encode())), 3)
+    x = draw(case, key_x)
+    variables = jax.jit(module.init)(key_init, x)
+    if variables:
+        variables = {"params": perturb(variables["params"], key_noise)}
+    return Built(name, case, module, variables, x, jax.jit(apply_fn(module, False)),
+                 jax.jit(apply_fn(module, True)))
+
+
+def apply_fn(module, inverse):
+    return lambda v, x: module.apply(v, x, inverse=inverse)
+
+
+@pytest.fixture(params=sorted(LAYERS), scope="module")
+def layer(request) -> Built:
+    return built(request.param)
+
+
+def test_shapes_and_round_trip(layer):
+    y, ld_fwd = layer.forward(layer.variables, layer.x)
+    assert y.shape == (BATCH,) + (layer.case.out_shape or layer.case.shape)
+    assert ld_fwd.shape == (BATCH,)
+    assert y.dtype == layer.x.dtype == ld_fwd.dtype
+    x_back, ld_inv = layer.inverse(layer.variables, y)
+    assert x_back.shape == layer.x.shape and ld_inv.shape == (BATCH,)
+    np.testing.assert_allclose(x_back, layer.x, atol=1e-10, rtol=1e-10)
+    # log|det d f/dx|(x) == -log|det d f^-1/dy|(f(x))
+    np.testing.assert_allclose(ld_fwd, -ld_inv, atol=1e-10, rtol=1e-10)
+
+
+def test_inverse_then_forward(layer):
+    y = layer.forward(layer.variables, layer.x)[0]
+    z = y + 0.05 * jax.random.normal(jax.random.key(7), y.shape, y.dtype)  # a new latent point
+    x_z, ld_inv = layer.inverse(layer.variables, z)
+    z_back, ld_fwd = layer.forward(layer.variables, x_z)
+    np.testing.assert_allclose(z_back, z, atol=1e-10, rtol=1e-10)
+    np.testing.assert_allclose(ld_fwd, -ld_inv, atol=1e-10, rtol=1e-10)
+
+
+def _flat_jacobian(f, x):
+    return jax.jacfwd(lambda v: f(v.reshape(x.shape))[0].reshape(-1))(x.reshape(-1))
+
+
+def _block_log_dets(jac, b):
+    """log|det| of each example's Jacobian block; asserts that examples do not interact."""
+    d = jac.shape[0] // b
+    assert jac.shape == (b * d, b * d), "a bijection keeps the dimension"
+    jac = np.asarray(jac).reshape(b, d, b, d)
+    log_dets = []
+    for i in range(b):
+        for j in range(b):
+            if i != j:
+                np.testing.assert_allclose(jac[i, :, j, :], 0.0, atol=1e-12)
+        sign, logabs = np.linalg.slogdet(jac[i, :, i, :])
+        assert sign != 0
+        log_dets.append(logabs)
+    return np.array(log_dets)
+
+
+def test_log_det_matches_jacobian(layer):
+    module, variables = layer.module, layer.variables
+
+    @jax.jit
+    def jacobians_and_log_dets(x):
+        y, ld_fwd = module.apply(variables, x)
+        _, ld_inv = module.apply(variables, y, inverse=True)
+        jac_fwd = _flat_jacobian(lambda v: module.apply(variables, v), x)
+        jac_inv = _flat_jacobian(lambda v: module.apply(variables, v, inverse=True), y)
+        return jac_fwd, jac_inv, ld_fwd, ld_inv
+
+    jac_fwd, jac_inv, ld_fwd, ld_inv = jacobians_and_log_dets(layer.x)
+    np.testing.assert_allclose(ld_fwd, _block_log_dets(jac_fwd, BATCH), atol=1e-8, rtol=1e-8)
+    np.testing.assert_allclose(ld_inv, _block_log_dets(jac_inv, BATCH), atol=1e-8, rtol=1e-8)
+
+
+def test_jit_agrees(layer):
+    y, ld = layer.module.apply(layer.variables, layer.x)
+    y_jit, ld_jit = layer.forward(layer.variables, layer.x)
+    np.testing.assert_allclose(y_jit, y, atol=1e-12, rtol=1e-12)
+    np.testing.assert_allclose(ld_jit, ld, atol=1e-12, rtol=1e-12)
+    x_eager, ld_inv = layer.module.apply(layer.variables, y, inverse=True)
+    x_jit, ld_inv_jit = layer.inverse(layer.variables, y)
+    np.testing.assert_allclose(x_jit, x_eager, atol=1e-12, rtol=1e-12)
+    np.testing.assert_allclose(ld_inv_jit, ld_inv, atol=1e-12, rtol=1e-12)
+
+
+def test_perturbed_layer_is_not_trivial(layer):
+    """Guards the other tests: perturbed layers move points, and volumes unless they cannot."""
+    y, ld = layer.forward(layer.variables, layer.x)
+    if y.shape == layer.x.shape:
+        assert not np.allclose(y, layer.x)
+    if layer.case.volume_preserving:
+        np.testing.assert_array_equal(ld, 0.0)
+    else:
+        assert np.all(np.abs(ld) > 1e-3)
+
+
+def test_wrong_rank_raises(layer):
+    if layer.case.bad_input is None:
+        pytest.skip(f"{layer.name} does not check the rank of its input")
+    bad = jnp.zeros(layer.case.bad_input, jnp.float64)
+    with pytest.raises(ValueError, match=rf"{type(layer.module).__name__}.*expects"):
+        layer.module.apply(layer.variables, bad)
+
+
+def test_glow_rejects_wrong_image_and_latent_shapes():
+    module, variables = built("glow_passthrough").module, built("glow_passthrough").variables
+    with pytest.raises(ValueError, match=r"\(8, 8, 1\)"):
+        module.apply(variables, jnp.zeros((2, 4, 4, 4)))
+    with pytest.raises(ValueError, match="64"):
+        module.apply(variables, jnp.zeros((2, 63)), inverse=True)
+    with pytest.raises(ValueError, match="Glow inverse"):
+        module.apply(variables, jnp.zeros((2, 8, 8, 1)), inverse=True)
+
+
+def test_glow_latent_is_ordered_factored_halves_then_last_level():
+    """With passthrough splits and identity steps the latent is a fixed rearrangement of x."""
+    layer = built("glow_passthrough")
+    x = layer.x
+    # exp(tanh(0)) = 1, so zeroed couplings are the identity (sigmoid(0 + 2) is not)
+    module = layer.module.clone(scale_fn="exp_tanh")
+    params = jax.tree_util.tree_map_with_path(_identity_param, layer.variables["params"])
+    z, ld = module.apply({"params": params}, x)
+    np.testing.assert_allclose(ld, 0.0, atol=1e-12)
+    s1 = jnp.reshape(x, (BATCH, 4, 2, 4, 2, 1)).transpose(0, 1, 3, 2, 4, 5).reshape(BATCH, 4, 4, 4)
+    out1 = s1[..., 2:].reshape(BATCH, -1)
+    s2 = jnp.reshape(s1[..., :2], (BATCH, 2, 2, 2, 2, 2)).transpose(0, 1, 3, 2, 4, 5)
+    np.testing.assert_allclose(z, jnp.concatenate([out1, s2.reshape(BATCH, -1)], -1), atol=1e-12)
+
+
+def _identity_param(path, p):
+    keys = [getattr(k, "key", None) for k in path]
+    if "actnorm" in keys or "coupling" in keys or keys[-1] in ("lower", "upper"):
+        return jnp.zeros_like(p)
+    if keys[-1] == "s":
+        return jnp.ones_like(p)
+    return p
+
+
+# ActNorm data-dependent initialisation ---------------------------------------------------
+
+def _skewed_batch(key, shape, scale=(0.5, 2.0, 7.0), shift=(-3.0, 0.0, 5.0)):
+    x = jax.random.normal(key, shape, jnp.float64)
+    return x * jnp.array(scale) + jnp.array(shift)
+
+
+@pytest.mark.parametrize("shape", [(16, 4, 4, 3), (64, 3)])
+def test_actnorm_data_init_normalises_first_batch(shape):
+    x = _skewed_batch(jax.random.key(1), shape)
+    module = ActNorm()
+    variables = module.init(jax.random.key(0), x)
+    y, ld = module.apply(variables, x)
+    axes = tuple(range(len(shape) - 1))
+    np.testing.assert_allclose(jnp.mean(y, axes), 0.0, atol=1e-10)
+    np.testing.assert_allclose(jnp.std(y, axes), 1.0, rtol=1e-5)
+    per_position = math.prod(shape[1:-1])
+    np.testing.assert_allclose(ld, -per_position * np.sum(np.log(np.std(x, axes))), rtol=1e-5)
+
+
+def test_actnorm_restored_params_are_stored_not_recomputed():
+    x = _skewed_batch(jax.random.key(1), (16, 4, 4, 3))
+    x_other = _skewed_batch(jax.random.key(2), (16, 4, 4, 3), scale=(3.0, 0.1, 1.0),
+                            shift=(2.0, -1.0, 0.5))
+    module = ActNorm()
+    variables = module.init(jax.random.key(0), x)
+    y_other = module.apply(variables, x_other)[0]
+    axes = (0, 1, 2)
+    # applying to a different batch uses the stored statistics ...
+    p = variables["params"]
+    np.testing.assert_allclose(y_other, (x_other + p["loc"]) * jnp.exp(p["log_scale"]), atol=1e-12)
+    assert np.max(np.abs(jnp.mean(y_other, axes))) > 0.5
+    assert np.max(np.abs(jnp.std(y_other, axes) - 1.0)) > 0.5
+    # ... and so does a serialised-then-restored copy, even when the template would normalise it
+    template = module.init(jax.random.key(0), x_other)
+    restored = serialization.from_bytes(template, serialization.to_bytes(variables))
+    np.testing.assert_array_equal(module.apply(restored, x_other)[0], y_other)
+    assert not np.allclose(module.apply(template, x_other)[0], y_other)
+
+
+def test_actnorm_inside_flow_step_is_data_initialised():
+    x = _skewed_batch(jax.random.key(3), (8, 4, 4, 3)) @ jnp.ones((3, 4)) * 0.3
+    x = x + jax.random.normal(jax.random.key(4), x.shape)
+    module = FlowStep(hidden=8)
+    variables = module.init(jax.random.key(0), x)
+    _, state = module.apply(variables, x, capture_intermediates=True)
+    y_actnorm = state["intermediates"]["actnorm"]["__call__"][0][0]
+    np.testing.assert_allclose(jnp.mean(y_actnorm, (0, 1, 2)), 0.0, atol=1e-10)
+    np.testing.assert_allclose(jnp.std(y_actnorm, (0, 1, 2)), 1.0, rtol=1e-5)
+
+
+def test_actnorm_without_data_init_is_identity():
+    x = _skewed_batch(jax.random.key(1), (4, 3))
+    module = ActNorm(data_init=False)
+    variables = module.init(jax.random.key(0), x)
+    y, ld = module.apply(variables, x)
+    np.testing.assert_array_equal(y, x)
+    np.testing.assert_array_equal(ld, 0.0)
