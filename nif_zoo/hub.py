@@ -297,3 +297,22 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     else:
         errors += [requests.exceptions.ConnectionError, requests.exceptions.Timeout]
     return tuple(errors)
+
+
+def fetch_repo(repo_id: str, revision: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The whole repo at a pinned ``revision`` (cache only when offline); verified by the caller.
+
+    Used for ``hf-hub:`` references, whose file list is not in the manifest: the folder's own
+    ``files.json`` carries the digests.
+    """
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir,
+                                 local_files_only=hub_offline())
+    except (LocalEntryNotFoundError, *_connection_errors()) as error:
+        raise HubUnavailableError(
+            f"{repo_id}@{revision} is not in the Hugging Face cache and the Hub cannot be reached "
+            f"({type(error).__name__}). Run `nif-zoo download hf-hub:{repo_id}@{revision}` where "
+            "the Hub is reachable, or point HF_HUB_CACHE at a cache that holds it.") from error
+    return Path(path)
