@@ -74,11 +74,12 @@ def render_card(name: str, entry: Mapping[str, Any]) -> str:
         _intended_use_section(),
         _training_section(name, entry),
         _evaluation_section(name, entry, config),
+        entry.get("notes", ""),
         _samples_section(entry),
         _limitations_section(entry),
         _citation_section(),
     ]
-    body = "\n\n".join(section.strip() for section in sections) + "\n"
+    body = "\n\n".join(section.strip() for section in sections if section) + "\n"
     return str(ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n{body}"))
 
 

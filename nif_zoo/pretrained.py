@@ -101,8 +101,12 @@ class Pretrained:
         rng = jax.random.key(0) if rng is None else rng
         return self._apply("elbo", x, rng, static=dict(num_samples=k, iwae=k > 1)).reshape(batch)
 
-    def bits_per_dim(self, images, rng: jax.Array | None = None, draws: int = 1) -> jax.Array:
-        """Per-image bits/dim of uint8 images, averaged over ``draws`` dequantisation draws."""
+    def bits_per_dim(self, images, rng: jax.Array | None = None, draws: int = 1,
+                     s: float = 1.0) -> jax.Array:
+        """Per-image bits/dim of uint8 images, averaged over ``draws`` dequantisation draws.
+
+        ``-log p(x) / (D log 2) + n`` at manifold-noise scale ``s`` (deep NIF: its ELBO).
+        """
         images = np.asarray(images)
         if not np.issubdtype(images.dtype, np.integer):
             raise TypeError(f"bits_per_dim takes uint8 images (0..255), got dtype {images.dtype}")
@@ -115,7 +119,7 @@ class Pretrained:
         for draw in range(draws):
             key = jax.random.fold_in(rng, draw)
             x = dequantize(key, values, self.config.n_bits)[0]
-            log_p = (self._apply("log_prob", x, 1.0) if self.module.exact
+            log_p = (self._apply("log_prob", x, s) if self.module.exact
                      else self._apply("elbo", x, key))
             total = total + (-log_p / (self.config.dim * math.log(2.0)) + self.config.n_bits)
         return (total / draws).reshape(batch)

@@ -40,6 +40,7 @@ ENTRY_KEYS = frozenset(
         "train_config",
     }
 )
+OPTIONAL_ENTRY_KEYS = frozenset({"notes"})  # Markdown shown on the card (published models)
 DATA_KEYS = frozenset({"dataset", "image_shape", "n_bits", "preprocessing", "split"})
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -130,7 +131,7 @@ def validate_entry(name: str, entry: Any, root: Path) -> None:
     missing = ENTRY_KEYS - set(entry)
     if missing:
         raise fail(sorted(missing)[0], f"missing (entry lacks {sorted(missing)})")
-    extra = set(entry) - ENTRY_KEYS
+    extra = set(entry) - ENTRY_KEYS - OPTIONAL_ENTRY_KEYS
     if extra:
         raise fail(sorted(extra)[0], f"unknown field(s) {sorted(extra)}")
 

@@ -4,7 +4,9 @@ No `from __future__ import annotations` here: clu metric collections read their 
 """
 
 
+import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,30 @@ class TrainMetrics(metrics.Collection):
     bits_per_dim: metrics.Average.from_output("bits_per_dim")
     grad_norm: metrics.Average.from_output("grad_norm")
     skipped: metrics.Average.from_output("skipped")
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=list) + "\n")
+    os.replace(tmp, path)
+
+
+def load_workdir(workdir: str | Path):
+    """``(config, params, step)`` of the newest checkpoint in a training workdir."""
+    workdir = Path(workdir)
+    if not (workdir / "config.json").exists():
+        raise FileNotFoundError(f"{workdir} is not a training workdir (no config.json)")
+    config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+    model = FlowModel(model_config(config))
+    manager = checkpoint_manager(workdir, config)
+    step = manager.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"{workdir / 'checkpoints'} holds no checkpoint yet")
+    images = np.zeros((2, *model.config.image_shape), np.uint8)
+    abstract = jax.eval_shape(
+        lambda: create_train_state(config, model, images, jax.random.key(0)))
+    state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    return config, state.params, step
 
 
 def model_config(config: ml_collections.ConfigDict) -> ModelConfig:
@@ -161,6 +187,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     """Trains to ``config.num_steps``, resuming from the newest checkpoint in ``workdir``."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(workdir / "config.json", config.to_dict())
     model = FlowModel(model_config(config))
     mc = model.config
     train_images, _ = datasets.load_dataset(config.data, config.train_split, mc.image_shape)

@@ -1,0 +1,139 @@
+"""From a training workdir to a published zoo entry: mirror folder, figures, card, manifest."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from nif_zoo import cards, evaluate, hub, plots, registry
+from nif_zoo.config import ModelConfig
+from nif_zoo.pretrained import Pretrained, save_pretrained
+from nif_zoo.train import load_workdir
+from nif_zoo.writers import read_json_lines
+
+ZOO_DIR = "zoo"
+TEMPERATURES = (0.0, 0.25, 0.5, 0.7, 0.85, 1.0)
+
+
+def model_from_workdir(workdir: str | Path, name: str) -> tuple[Pretrained, int, dict]:
+    config, params, step = load_workdir(workdir)
+    model_config = ModelConfig.from_dict(config.model.to_dict())
+    return Pretrained(model_config, params, name, data_spec(model_config)), step, config.to_dict()
+
+
+def data_spec(config: ModelConfig) -> dict:
+    return {"dataset": "fashion_mnist", "image_shape": list(config.image_shape),
+            "n_bits": config.n_bits, "split": "standard 60k/10k",
+            "preprocessing": f"quantise to {config.n_bits} bits, uniform dequantisation, "
+                             f"logit with lambda {config.logit_lambda}"}
+
+
+def figures(model: Pretrained, workdir: Path, out: Path, bench: dict | None, seed: int = 0) -> dict:
+    """Writes the card's PNGs into ``out``; returns {file name: path}."""
+    key = jax.random.key(seed)
+    written = {}
+    nif = model.config.head != "normal"
+    rows = [model.sample(key, 10, t=1.0, s=s) for s in ((0.0, 1.0) if nif else (1.0,))]
+    labels = [f"t=1 s={s:g}" for s in ((0.0, 1.0) if nif else (1.0,))]
+    written["samples.png"] = plots.sweep_grid(rows, labels, f"{model.name}: samples")
+    rows = [model.sample(key, 10, t=t, s=0.0 if nif else 1.0) for t in TEMPERATURES]
+    written["temperature_sweep.png"] = plots.sweep_grid(
+        rows, [f"t={t:g}" for t in TEMPERATURES], f"{model.name}: temperature sweep"
+        + (" (s=0)" if nif else ""))
+    if nif:
+        s_grid = evaluate.s_values()
+        rows = [model.sample(key, 10, t=1.0, s=s) for s in s_grid]
+        written["s_sweep.png"] = plots.sweep_grid(rows, [f"s={s:g}" for s in s_grid],
+                                                  f"{model.name}: manifold-noise sweep (t=1)")
+        fd = (bench or {}).get("frechet_distance", {}).get("held_out_by_s")
+        if fd:
+            xs = [float(s) for s in fd]
+            written["fd_vs_s.png"] = plots.line_plot(
+                {"FD (held-out train slice)": (xs, [fd[k] for k in fd])},
+                f"{model.name}: FD in classifier features vs s", "s", "FD")
+    curve = read_json_lines(Path(workdir) / "metrics.jsonl")
+    train = [(r["step"], r["bits_per_dim"]) for r in curve if "bits_per_dim" in r]
+    test = [(r["step"], r["eval_bits_per_dim"]) for r in curve if "eval_bits_per_dim" in r]
+    if train:
+        series = {"train (batch mean)": tuple(zip(*train))}
+        if test:
+            series["test slice"] = tuple(zip(*test))
+        written["training_curve.png"] = plots.line_plot(series, f"{model.name}: training curve",
+                                                        "step", "bits/dim")
+    paths = {}
+    for file_name, image in written.items():
+        plots.save_png(image, out / file_name)
+        paths[file_name] = out / file_name
+    return paths
+
+
+def metrics_from_bench(bench: dict) -> dict[str, float]:
+    """The flat figures the manifest and card carry."""
+    m = {"test_bits_per_dim": bench["bits_per_dim"]["mean"],
+         "test_bits_per_dim_stderr": bench["bits_per_dim"]["stderr"]}
+    fd = bench["frechet_distance"]
+    m["fd_test_s1"] = fd["test_at_s1"]
+    if "best_s" in fd:
+        m["fd_test_best_s"] = fd["test_at_best_s"]
+        m["best_s"] = fd["best_s"]
+    probe = bench["linear_probe"]
+    m["probe_accuracy_latent"] = probe["latent_accuracy"]
+    m["probe_accuracy_pixels"] = probe["pixel_accuracy"]
+    return {k: float(v) for k, v in m.items() if v == v}  # drop NaN (one draw: no stderr)
+
+
+def publish(workdir: str | Path, name: str, bench_json: str | Path | None = None,
+            description: str = "", notes: str = "", train_config: str = "",
+            push_repo: str | None = None) -> Path:
+    """Writes ``zoo/NAME`` (the Hub layout), its card and manifest entry; optionally pushes."""
+    workdir = Path(workdir)
+    model, step, train_cfg = model_from_workdir(workdir, name)
+    bench = json.loads(Path(bench_json).read_text()) if bench_json else None
+    root = registry.manifest_path().parent
+    folder = root / ZOO_DIR / name
+    try:
+        previous = registry.get_entry(name)
+    except registry.UnknownModelError:
+        previous = {}
+    entry = {
+        "status": "published",
+        "description": description or previous.get("description") or f"{name}, trained at step {step}",
+        "architecture": model.config.to_dict(), "data": model.data,
+        "hf_repo": previous.get("hf_repo", f"nif-zoo/{name}"), "revision": None,
+        "mirror": f"{ZOO_DIR}/{name}",
+        "metrics": metrics_from_bench(bench) if bench else {},
+        "metrics_command": f"nif-zoo bench {name}" if bench else None,
+        "card": f"model_cards/{name}.md",
+        "train_config": train_config or previous.get("train_config", "nif_zoo/configs/"),
+    }
+    if notes:
+        entry["notes"] = notes
+    with tempfile.TemporaryDirectory() as tmp:
+        pngs = figures(model, workdir, Path(tmp), bench)
+        entry["files"] = {f: {"size": 0, "sha256": "0" * 64} for f in pngs}  # names for the card
+        card = cards.render_card(name, entry)
+        save_pretrained(folder, model.config, model.params, model.data, card, pngs)
+    entry["files"] = hub.describe_folder(folder)
+    if push_repo:
+        entry["hf_repo"] = push_repo
+        entry["revision"] = hub.push_folder(folder, push_repo)
+    cards.save_entry_with_card(name, entry)
+    if cards.render_card(name, entry) != (folder / "README.md").read_text():
+        raise RuntimeError("the card in the mirror folder differs from model_cards/: re-run publish")
+    return folder
+
+
+def training_summary(workdir: str | Path) -> dict:
+    """Steps, wall time and throughput of a run, from its metrics log."""
+    rows = read_json_lines(Path(workdir) / "metrics.jsonl")
+    steps = [r for r in rows if "steps_per_sec" in r]
+    if not steps:
+        return {}
+    test = [r["eval_bits_per_dim"] for r in rows if "eval_bits_per_dim" in r]
+    return {"steps": int(steps[-1]["step"]), "last_steps_per_sec": steps[-1]["steps_per_sec"],
+            "last_test_slice_bits_per_dim": test[-1] if test else float("nan"),
+            "train_bits_per_dim": float(np.mean([r["bits_per_dim"] for r in steps[-5:]]))}
