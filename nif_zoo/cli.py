@@ -75,6 +75,10 @@ def _train(args) -> None:
     from nif_zoo.configs import load_config
     from nif_zoo.train import train_and_evaluate
 
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()  # reads the coordinator settings of the cluster
     config = load_config(args.config)
     _override(config, args.set)
     train_and_evaluate(config, args.workdir)
@@ -193,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="a config name in nif_zoo/configs (fmnist_nif64) or a .py path")
     p.add_argument("--workdir", required=True, help="checkpoints, logs and curves go here")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize() first")
     p.set_defaults(run=_train)
 
     p = sub.add_parser("finetune", help="fine-tune a zoo model on your images")

@@ -195,7 +195,12 @@ def save_pretrained(folder, config: ModelConfig, params, data: dict | None = Non
         if folder.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
             os.replace(folder, old / "previous")
-            os.replace(staging, folder)
+            try:
+                os.replace(staging, folder)
+            except BaseException:
+                os.replace(old / "previous", folder)  # put the existing folder back
+                old.rmdir()
+                raise
             shutil.rmtree(old)
         else:
             os.replace(staging, folder)
@@ -254,6 +259,8 @@ def load(name_or_ref: str) -> Pretrained:
 def create(name: str, seed: int = 0) -> Pretrained:
     """A zoo entry's architecture with fresh weights (ActNorm not yet data-initialised)."""
     config = ModelConfig.from_dict(registry.get_entry(name)["architecture"])
-    x = jax.random.uniform(jax.random.key(seed + 1), (2, *config.image_shape)) - 0.5
+    # float32 like `abstract_params` and dequantised inputs: under jax_enable_x64 the default
+    # float64 would make float64 parameters that `load` and the float32 inputs cannot use.
+    x = jax.random.uniform(jax.random.key(seed + 1), (2, *config.image_shape), jnp.float32) - 0.5
     params = jax.jit(FlowModel(config).init)(jax.random.key(seed), x)["params"]
     return Pretrained(config, params, name, registry.get_entry(name)["data"])

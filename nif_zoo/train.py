@@ -185,6 +185,9 @@ def initial_params(config, model: FlowModel, init_images: np.ndarray, rng: jax.A
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:
     """Trains to ``config.num_steps``, resuming from the newest checkpoint in ``workdir``."""
+    mesh = data_mesh()
+    if config.batch_size % mesh.size:
+        raise ValueError(f"batch_size {config.batch_size} must divide evenly over {mesh.size} devices")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(workdir / "config.json", config.to_dict())
@@ -202,11 +205,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     manager = checkpoint_manager(workdir, config)
     state = restore_or_init(manager, state)
 
-    mesh = data_mesh()
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
-    if config.batch_size % mesh.size:
-        raise ValueError(f"batch_size {config.batch_size} must divide evenly over {mesh.size} devices")
     state = jax.device_put(state, replicated)
     step_fn = jax.jit(train_step, static_argnums=(3, 4), donate_argnums=(0,))
     writer = create_writer(workdir)

@@ -83,7 +83,8 @@ def log_partition(z: jax.Array, a: jax.Array, b: jax.Array, log_var: jax.Array) 
 def posterior_trace(chol: jax.Array) -> jax.Array:
     """``tr(Lambda^-1)`` from the Cholesky factor of ``Lambda``."""
     k = chol.shape[-1]
-    inv_chol = _tri_solve(chol, jnp.broadcast_to(jnp.eye(k, dtype=chol.dtype), chol.shape))
+    eye = jnp.broadcast_to(jnp.eye(k, dtype=chol.dtype), chol.shape)
+    inv_chol = jax.scipy.linalg.solve_triangular(chol, eye, lower=True)  # L^-1, batched
     return jnp.sum(inv_chol * inv_chol, axis=(-2, -1))
 
 
