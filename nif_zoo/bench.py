@@ -20,8 +20,8 @@ import numpy as np
 from nif_zoo import data as datasets
 from nif_zoo import evaluate
 from nif_zoo.features import features, frechet_distance, load_classifier
-from nif_zoo.probe import linear_probe
 from nif_zoo.pretrained import Pretrained
+from nif_zoo.probe import linear_probe
 
 CLASSIFIER_DIR = Path(__file__).resolve().parents[1] / "zoo" / "fmnist-classifier"
 HELD_OUT = 10_000  # the last images of the training set, for choosing s

@@ -26,7 +26,8 @@ def progress(label: str, done: int, total: int, started: float) -> None:
 def bits_per_dim(model: Pretrained, images: np.ndarray, draws: int = 1, seed: int = 0,
                  s: float = 1.0, batch_size: int = 500, label: str = "bits/dim") -> dict:
     """Test bits/dim: the mean over images for each dequantisation draw, then mean and standard
-    error over draws (at manifold-noise scale ``s``; deep NIF reports its ELBO)."""
+    error over draws (at manifold-noise scale ``s``; deep NIF reports its ELBO).
+    """
     per_draw, started = [], time.time()
     batches = list(datasets.sequential_batches(images, batch_size))
     total = draws * len(batches)

@@ -57,8 +57,8 @@ class FlowModel(nn.Module):
 
     def _check(self, x: jax.Array) -> None:
         if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.config.image_shape):
-            raise ValueError(f"expected images of shape (batch, {', '.join(map(str, self.config.image_shape))}),"
-                             f" got {tuple(x.shape)}")
+            shape = ", ".join(map(str, self.config.image_shape))
+            raise ValueError(f"expected images of shape (batch, {shape}), got {tuple(x.shape)}")
         if not jnp.issubdtype(x.dtype, jnp.floating):
             raise TypeError(f"expected dequantised float images in [-1/2, 1/2), got dtype {x.dtype}; "
                             "use Pretrained.bits_per_dim or nif_zoo.layers.preprocess.dequantize")

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from nif_zoo import cards, evaluate, hub, plots, registry
+from nif_zoo import data as datasets
 from nif_zoo.config import ModelConfig
 from nif_zoo.pretrained import Pretrained, save_pretrained
 from nif_zoo.train import load_workdir
@@ -55,13 +56,17 @@ def figures(model: Pretrained, workdir: Path, out: Path, bench: dict | None, see
             written["fd_vs_s.png"] = plots.line_plot(
                 {"FD (held-out train slice)": (xs, [fd[k] for k in fd])},
                 f"{model.name}: FD in classifier features vs s", "s", "FD")
+    originals = datasets.load_fashion_mnist("test")[0][:10]
+    rows = [quantized(originals, model.config.n_bits), model.to_images(model.project(originals))]
+    written["reconstructions.png"] = plots.sweep_grid(
+        rows, ["test image", "projection"], f"{model.name}: encode then project onto the manifold")
     curve = read_json_lines(Path(workdir) / "metrics.jsonl")
     train = [(r["step"], r["bits_per_dim"]) for r in curve if "bits_per_dim" in r]
     test = [(r["step"], r["eval_bits_per_dim"]) for r in curve if "eval_bits_per_dim" in r]
     if train:
-        series = {"train (batch mean)": tuple(zip(*train))}
+        series = {"train (batch mean)": tuple(zip(*train, strict=True))}
         if test:
-            series["test slice"] = tuple(zip(*test))
+            series["test slice"] = tuple(zip(*test, strict=True))
         written["training_curve.png"] = plots.line_plot(series, f"{model.name}: training curve",
                                                         "step", "bits/dim")
     paths = {}
@@ -69,6 +74,11 @@ def figures(model: Pretrained, workdir: Path, out: Path, bench: dict | None, see
         plots.save_png(image, out / file_name)
         paths[file_name] = out / file_name
     return paths
+
+
+def quantized(images: np.ndarray, n_bits: int) -> np.ndarray:
+    """uint8 images as the model sees them: n-bit values mapped back to 0..255."""
+    return datasets.to_uint8(datasets.quantize(images, n_bits), n_bits)
 
 
 def metrics_from_bench(bench: dict) -> dict[str, float]:

@@ -4,6 +4,7 @@ No `from __future__ import annotations` here: clu metric collections read their 
 """
 
 
+import functools
 import json
 import math
 import os
@@ -119,21 +120,21 @@ def train_step(state: TrainState, images: jax.Array, rng: jax.Array, n_bits: int
 def eval_bits_per_dim(model: FlowModel, params, images: np.ndarray, rng: jax.Array,
                       batch_size: int = 256, s: float = 1.0) -> np.ndarray:
     """Per-image test bits/dim with one dequantisation draw (ELBO for deep NIF)."""
-    n_bits, dim = model.config.n_bits, model.config.dim
-
-    @jax.jit
-    def bpd(images, rng):
-        x = to_model_input(jax.random.fold_in(rng, 0), images, n_bits)
-        if model.exact:
-            log_p = model.apply({"params": params}, x, s, method=FlowModel.log_prob)
-        else:
-            log_p = model.apply({"params": params}, x, jax.random.fold_in(rng, 1),
-                                method=FlowModel.elbo)
-        return -log_p / (dim * math.log(2.0)) + n_bits
-
-    out = [np.asarray(bpd(jnp.asarray(b), jax.random.fold_in(rng, i)))
+    out = [np.asarray(_eval_batch(model, params, jnp.asarray(b), jax.random.fold_in(rng, i), s))
            for i, b in enumerate(datasets.sequential_batches(images, batch_size))]
     return np.concatenate(out)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _eval_batch(model: FlowModel, params, images, rng, s):
+    n_bits, dim = model.config.n_bits, model.config.dim
+    x = to_model_input(jax.random.fold_in(rng, 0), images, n_bits)
+    if model.exact:
+        log_p = model.apply({"params": params}, x, s, method=FlowModel.log_prob)
+    else:
+        log_p = model.apply({"params": params}, x, jax.random.fold_in(rng, 1),
+                            method=FlowModel.elbo)
+    return -log_p / (dim * math.log(2.0)) + n_bits
 
 
 def data_mesh() -> Mesh:
@@ -155,12 +156,18 @@ def restore_or_init(manager: ocp.CheckpointManager, state: TrainState) -> TrainS
     return manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
-def _progress(step, total, start_step, started, bpd, batch_size) -> str:
-    elapsed = time.time() - started
-    rate = (step - start_step) / max(elapsed, 1e-9)
-    left = (total - step) / max(rate, 1e-9)
-    return (f"step {step}/{total}  bits/dim {bpd:.4f}  {rate:.2f} steps/s  "
-            f"{rate * batch_size:.1f} images/s  time left {left / 60:.1f} min")
+def _log(writer, history: TrainMetrics, state: TrainState, config, step: int, start_step: int,
+         started: float) -> None:
+    """Writes the metrics since the last log and prints a progress line with the time left."""
+    summary = {k: float(v) for k, v in history.compute().items()}
+    rate = (step - start_step) / max(time.time() - started, 1e-9)
+    summary.update(steps_per_sec=rate, images_per_sec=rate * config.batch_size,
+                   nonfinite_total=int(state.nonfinite))
+    writer.write_scalars(step, summary)
+    left = (config.num_steps - step) / max(rate, 1e-9)
+    print(f"step {step}/{config.num_steps}  bits/dim {summary['bits_per_dim']:.4f}  "
+          f"grad norm {summary['grad_norm']:.2f}  {rate:.2f} steps/s  "
+          f"{summary['images_per_sec']:.1f} images/s  time left {left / 60:.1f} min", flush=True)
 
 
 def initial_params(config, model: FlowModel, init_images: np.ndarray, rng: jax.Array):
@@ -215,7 +222,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         return state
     writer.write_texts(start_step, {"config": str(config)})
     local = config.batch_size // jax.process_count()
-    started, last_save, consecutive = time.time(), start_step, 0
+    started, consecutive = time.time(), 0
     history = None
     for step in range(start_step, config.num_steps):
         batch = datasets.batch_at(train_images, config.batch_size, config.seed, step)
@@ -234,12 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 f"{workdir / 'checkpoints'} is intact: lower learning_rate or check the data.")
         done = step + 1
         if done % config.log_every == 0 or done == config.num_steps:
-            summary = {k: float(v) for k, v in history.compute().items()}
-            summary["steps_per_sec"] = (done - start_step) / (time.time() - started)
-            summary["nonfinite_total"] = int(state.nonfinite)
-            writer.write_scalars(done, summary)
-            print(_progress(done, config.num_steps, start_step, started, summary["bits_per_dim"],
-                            config.batch_size), flush=True)
+            _log(writer, history, state, config, done, start_step, started)
             history = None
         if done % config.eval_every == 0 or done == config.num_steps:
             test_bpd = eval_bits_per_dim(model, state.params, eval_images, eval_rng)
@@ -247,12 +249,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         time_up = config.time_limit_minutes and time.time() - started > 60 * config.time_limit_minutes
         if done % config.checkpoint_every == 0 or done == config.num_steps or time_up:
             manager.save(done, args=ocp.args.StandardSave(state))
-            last_save = done
         if time_up:
             print(f"time limit of {config.time_limit_minutes} min reached at step {done}; "
                   "run the same command again to resume", flush=True)
             break
-    del last_save
     manager.wait_until_finished()
     writer.flush()
     return state

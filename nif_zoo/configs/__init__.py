@@ -19,6 +19,8 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     path = Path(spec)
     if not path.suffix:
         path = CONFIG_DIR / f"{spec}.py"
+    elif not path.is_file() and (CONFIG_DIR / path.name).is_file():
+        path = CONFIG_DIR / path.name  # "nif_zoo/configs/x.py" from outside the repository
     if not path.is_file():
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if not p.stem.startswith("_"))
         raise FileNotFoundError(f"no config file {path}; give a path or one of: {', '.join(known)}")
