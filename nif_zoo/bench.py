@@ -29,7 +29,7 @@ HELD_OUT = 10_000  # the last images of the training set, for choosing s
 
 def _fd_at(model, classifier, reference, n, t, s, seed):
     fake = evaluate.samples(model, n, t=t, s=s, seed=seed)
-    return float(frechet_distance(features(classifier, fake), reference))
+    return float(frechet_distance(classifier(fake), reference))
 
 
 def run(model: Pretrained, name: str, draws: int = 4, fd_samples: int = 10_000,
@@ -46,8 +46,12 @@ def run(model: Pretrained, name: str, draws: int = 4, fd_samples: int = 10_000,
                       f"{model.config.n_bits} bits", "machine": _machine()}
     result["bits_per_dim"] = evaluate.bits_per_dim(model, test, draws, seed)
 
-    classifier = load_classifier(classifier_dir)
-    result["fd_feature_net"] = {"path": str(classifier_dir.name), **classifier.meta}
+    classifier_params, meta = load_classifier(classifier_dir)
+
+    def classifier(images):
+        return features(classifier_params, images, n_bits=meta["n_bits"])
+
+    result["fd_feature_net"] = {"folder": f"zoo/{classifier_dir.name}", **meta}
     test_feats = features(classifier, test)
     held_out_feats = features(classifier, train[-HELD_OUT:])
     fd = {"samples": fd_samples, "t": 1.0}

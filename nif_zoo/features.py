@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m nif_zoo.features " + " ".join(
         sys.argv[1:] if argv is None else argv)
     meta = {"n_bits": args.n_bits, "steps": args.steps, "seed": args.seed, "batch_size": 128,
+            "optimizer": "adam, learning rate 2e-3 cosine-decayed to 0 over the steps",
             "test_accuracy": round(test_accuracy, 4),
             "test_set": f"Fashion-MNIST test split (10000 images), {args.n_bits}-bit quantised",
             "training_seconds": round(seconds, 1), "training_command": command,

@@ -54,7 +54,8 @@ def perturb(params, seed: int, scale: float):
 @functools.cache
 def shared_params():
     params = jax.jit(model_for("deep_nif").init)(rng_key(0), images(0, 16))["params"]
-    return {"backbone": perturb(params["backbone"], 1, 0.05), "head": perturb(params["head"], 2, 0.1)}
+    return {"backbone": perturb(params["backbone"], 1, 0.05),
+            "head": perturb(params["head"], 2, 0.1)}
 
 
 def variables_for(head: str) -> dict:
@@ -79,8 +80,7 @@ def evaluated(head: str) -> dict:
             return model.apply(variables, *args, method=method)
 
         out = dict(latent=call("latent", x), encode=call("encode", x), project=call("project", x),
-                   elbo=call("elbo", x, rng_key(5), 3), bits=call("bits_per_dim", x),
-                   bits5=call("bits_per_dim", x, 5), decoded=call("decode", u, None, 0.0),
+                   elbo=call("elbo", x, rng_key(5), 3), decoded=call("decode", u, None, 0.0),
                    samples=call("sample", rng_key(6), 3, 1.0, 1.0, jnp.float64),
                    samples_on=call("sample", rng_key(7), 3, 0.8, 0.0, jnp.float64))
         out["reencoded"] = call("encode", out["decoded"])
@@ -89,6 +89,8 @@ def evaluated(head: str) -> dict:
         if head != "deep_nif":
             out["log_prob"] = call("log_prob", x)
             out["log_prob_half"] = call("log_prob", x, 0.5)
+            out["bits"] = call("bits_per_dim", x)
+            out["bits5"] = call("bits_per_dim", x, 5)
         if head == "normal":  # the latent map's Jacobian, one example at a time
             flat = jax.vmap(jax.jacfwd(lambda v: call("latent", v.reshape(1, 8, 8, 1))[0][0]))
             out["jacobian"] = flat(x.reshape(BATCH, D))
@@ -139,11 +141,9 @@ def test_log_prob_is_backbone_log_det_plus_head_density(head):
     np.testing.assert_allclose(log_det, evaluated("normal")["latent"][1], rtol=1e-12)
 
 
-@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("head", ["normal", "nif"])
 def test_bits_per_dim_by_hand(head):
     out = evaluated(head)
-    if head == "deep_nif":
-        pytest.skip("bits_per_dim needs an exact log p")
     log_prob = np.asarray(out["log_prob"])
     np.testing.assert_allclose(out["bits"], -log_prob / (D * math.log(2)) + CONFIG.n_bits,
                                rtol=1e-12)
