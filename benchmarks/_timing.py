@@ -45,7 +45,26 @@ def measure(call: Callable[[], Any], repeats: int, warmup: int = 1,
         if budget_s is not None and spent > budget_s and len(times) >= 3:
             break
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-            "repeats": len(times), "warmup": warmup}
+            "repeats": len(times), "warmup": warmup, "times_s": times}
+
+
+def measure_train(compiled_step, state, batch: Callable[[], Any], rng: jax.Array, repeats: int,
+                  warmup: int = 1) -> tuple[dict[str, Any], Any]:
+    """``(timing, final state)`` of a compiled ``train_step(state, images, rng)``.
+
+    The state is donated, so each call consumes the previous call's state; ``batch()`` gives the
+    images of each step.
+    """
+    holder = {"state": state, "step": 0}
+
+    def call():
+        holder["step"] += 1
+        holder["state"], metrics = compiled_step(holder["state"], batch(),
+                                                 jax.random.fold_in(rng, holder["step"]))
+        return metrics
+
+    timing = measure(call, repeats, warmup)
+    return timing, holder["state"]
 
 
 def flops(compiled) -> float | None:
@@ -94,6 +113,17 @@ def machine() -> dict[str, Any]:
     except ImportError:
         pass
     return info
+
+
+def warn_if_busy() -> None:
+    """Says so when other work is running: medians then mostly measure the contention."""
+    if not hasattr(os, "getloadavg"):
+        return
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 0.5 * cores:
+        print(f"warning: load average {load:.1f} on {cores} cores: other work is running, "
+              "timings will be slow and noisy (min_s in the JSON is the least affected)",
+              flush=True)
 
 
 def output_path(name: str, quick: bool, override: str | None = None) -> Path:

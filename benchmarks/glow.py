@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import _timing
@@ -41,7 +42,7 @@ def bench_variant(head: str, latent_dim: int, steps: int, hidden: int, unroll: b
     config, model, state, images = setup(head, latent_dim, steps, hidden, unroll, batch,
                                          init_batch)
     mc = model.config
-    images = jax.numpy.asarray(images)
+    images = jnp.asarray(images)
     rng = jax.random.key(1)
     x = to_model_input(rng, images, mc.n_bits)
     row: dict = {"head": head, "latent_dim": mc.latent_dim, "steps": steps, "hidden": hidden,
@@ -55,21 +56,13 @@ def bench_variant(head: str, latent_dim: int, steps: int, hidden: int, unroll: b
     timing = _timing.measure(lambda: compiled(state.params, x), repeats)
     row["log_prob"] = {**timing, "compile_s": compile_s, "xla_flops": _timing.flops(compiled)}
 
-    # As train_and_evaluate jits it; the donated state is threaded through the calls.
+    # As train_and_evaluate jits it.
     compiled, compile_s = _timing.compile_timed(train_step, state, images, rng, mc.n_bits,
                                                 mc.dim, static_argnums=(3, 4),
                                                 donate_argnums=(0,))
-    holder = {"state": state, "i": 0}
-
-    def one_step():
-        holder["i"] += 1
-        holder["state"], metrics = compiled(holder["state"], images,
-                                            jax.random.fold_in(rng, holder["i"]))
-        return metrics
-
-    timing = _timing.measure(one_step, repeats)
+    timing, state = _timing.measure_train(compiled, state, lambda: images, rng, repeats)
     row["train_step"] = {**timing, "compile_s": compile_s, "xla_flops": _timing.flops(compiled),
-                         "nonfinite_steps": int(holder["state"].nonfinite)}
+                         "nonfinite_steps": int(state.nonfinite)}
     for task in ("log_prob", "train_step"):
         row[task]["images_per_s"] = batch / row[task]["median_s"]
     return row
@@ -109,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.steps, args.hidden, args.repeats, args.init_batch = 2, 32, 3, 32
 
+    _timing.warn_if_busy()
     rows = []
     for head in args.heads:
         for unroll in args.unroll:

@@ -52,8 +52,8 @@ def run(model: Pretrained, name: str, draws: int = 4, fd_samples: int = 10_000,
         return features(classifier_params, images, n_bits=meta["n_bits"])
 
     result["fd_feature_net"] = {"folder": f"zoo/{classifier_dir.name}", **meta}
-    test_feats = features(classifier, test)
-    held_out_feats = features(classifier, train[-HELD_OUT:])
+    test_feats = classifier(test)
+    held_out_feats = classifier(train[-HELD_OUT:])
     fd = {"samples": fd_samples, "t": 1.0}
     if model.config.head == "normal":
         fd["test_at_s1"] = _fd_at(model, classifier, test_feats, fd_samples, 1.0, 1.0, seed + 1)

@@ -106,7 +106,7 @@ def train_step(state: TrainState, images: jax.Array, rng: jax.Array, n_bits: int
         return -jnp.mean(objective) / (dim * math.log(2.0)) + n_bits
 
     bpd, grads = jax.value_and_grad(loss_fn)(state.params)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(bpd) & jnp.isfinite(grad_norm)
     stepped = state.apply_gradients(grads=grads)
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), stepped, state)
