@@ -370,4 +370,4 @@ def test_deep_nif_iwae_tightens_with_k_and_stays_below_log_p():
     assert np.all(means[2] < log_p + errs[2] + log_p_err)
     assert np.all(log_p - means[0] > 0.1)  # a real gap, so the ordering means something
     # with many samples the IWAE bound reaches log p(z)
-    np.testing.assert_allclose(iwae_many, log_p, atol=0.01 + log_p_err)
+    assert np.all(np.abs(iwae_many - log_p) < 0.01 + log_p_err), (iwae_many, log_p, log_p_err)

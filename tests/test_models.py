@@ -68,18 +68,20 @@ def variables_for(head: str) -> dict:
 
 
 @functools.cache
-def evaluated(head: str) -> dict:
-    """Every quantity the tests check for one head, from one jitted call.
+def _evaluate_all() -> dict:
+    """Every quantity the tests check, for every head, from one jitted call.
 
-    Glow passes dominate the compile time, so calls share them: XLA merges the methods that run
-    the backbone forward on ``x``, and the decoded and sampled images are re-encoded as one batch.
+    Glow passes dominate compile time; in one program XLA merges the identical ones (every head
+    runs the same backbone forward on ``x``, and the 'nif' and 'deep_nif' heads share A, b,
+    Sigma). Decoded and sampled images are re-encoded as one batch.
     """
-    model = model_for(head)
     x = images(3)
-    u = jnp.asarray(np.random.default_rng(4).standard_normal((BATCH, D if head == "normal" else K)))
+    us = {head: jnp.asarray(np.random.default_rng(4).standard_normal(
+        (BATCH, D if head == "normal" else K))) for head in HEADS}
 
-    @jax.jit
-    def evaluate(variables, x, u):
+    def evaluate_head(head, variables, x, u):
+        model = model_for(head)
+
         def call(method, *args):
             return model.apply(variables, *args, method=method)
 
@@ -104,7 +106,16 @@ def evaluated(head: str) -> dict:
             out["jacobian"] = flat(x.reshape(BATCH, D))
         return out
 
-    return dict(x=x, u=u, **evaluate(variables_for(head), x, u))
+    @jax.jit
+    def evaluate(variables, x, us):
+        return {head: evaluate_head(head, variables[head], x, us[head]) for head in HEADS}
+
+    outs = evaluate({head: variables_for(head) for head in HEADS}, x, us)
+    return {head: dict(x=x, u=us[head], **outs[head]) for head in HEADS}
+
+
+def evaluated(head: str) -> dict:
+    return _evaluate_all()[head]
 
 
 def head_params(head):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import flax.linen as nn
 import jax
@@ -83,27 +83,23 @@ class AffineCoupling(nn.Module, Bijector):
     hidden: int = 256
     additive: bool = False
     scale_fn: ScaleFn = "sigmoid"
+    rank: ClassVar[int] = 4
+
+    def _net(self, out_features: int) -> nn.Module:
+        return CouplingNet(self.hidden, out_features, name="net")
 
     @nn.compact
     def __call__(self, x: jax.Array, inverse: bool = False):
-        check_rank(x, 4, "AffineCoupling")
+        check_rank(x, self.rank, type(self).__name__)
         x_a, x_b = split_channels(x)
-        out = x_b.shape[-1] * (1 if self.additive else 2)
-        net_out = CouplingNet(self.hidden, out, name="net")(x_a)
+        net_out = self._net(x_b.shape[-1] * (1 if self.additive else 2))(x_a)
         return _couple(x, net_out, inverse, self.additive, self.scale_fn)
 
 
-class FlatAffineCoupling(nn.Module, Bijector):
+class FlatAffineCoupling(AffineCoupling):
     """Vector coupling with an MLP, for low-dimensional flows."""
 
-    hidden: int = 256
-    additive: bool = False
-    scale_fn: ScaleFn = "sigmoid"
+    rank: ClassVar[int] = 2
 
-    @nn.compact
-    def __call__(self, x: jax.Array, inverse: bool = False):
-        check_rank(x, 2, "FlatAffineCoupling")
-        x_a, x_b = split_channels(x)
-        out = x_b.shape[-1] * (1 if self.additive else 2)
-        net_out = MLPNet(self.hidden, out, name="net")(x_a)
-        return _couple(x, net_out, inverse, self.additive, self.scale_fn)
+    def _net(self, out_features: int) -> nn.Module:
+        return MLPNet(self.hidden, out_features, name="net")
