@@ -81,6 +81,36 @@ def quantized(images: np.ndarray, n_bits: int) -> np.ndarray:
     return datasets.to_uint8(datasets.quantize(images, n_bits), n_bits)
 
 
+def results_markdown(name: str, bench: dict | None, summary: dict) -> str:
+    """The card's results section, written from the bench JSON and the training log."""
+    lines = ["## Results and training run", ""]
+    if summary:
+        lines.append(f"Trained for {summary['steps']} steps ({summary['wall_minutes']} minutes "
+                     f"of wall time); last test-slice bits/dim during training "
+                     f"{summary['test_slice_bits_per_dim']}. The training curve is "
+                     "`training_curve.png`.")
+    if bench:
+        bpd, fd, probe = bench["bits_per_dim"], bench["frechet_distance"], bench["linear_probe"]
+        lines += ["", f"Measured by `nif-zoo bench {name}` on {bench['machine']} in "
+                      f"{bench['seconds']:.0f} s ({bench['data']}):", "",
+                  "| figure | value |", "| --- | --- |",
+                  f"| test bits/dim, s = 1 ({bpd['images']} images, {bpd['draws']} "
+                  f"dequantisation draws) | {bpd['mean']:.4f} +/- {bpd['stderr']:.4f} |",
+                  f"| FD (classifier features, t = 1, s = 1, test set) | {fd['test_at_s1']:.2f} |"]
+        if "best_s" in fd:
+            lines.append(f"| FD at the best s = {fd['best_s']:g} (chosen on a held-out train "
+                         f"slice) | {fd['test_at_best_s']:.2f} |")
+        lines += [f"| linear probe on the {probe['latent_dim']}-d latent | "
+                  f"{probe['latent_accuracy']:.4f} |",
+                  f"| linear probe on pixels | {probe['pixel_accuracy']:.4f} |", "",
+                  "FD is the Frechet distance in the penultimate features of a Fashion-MNIST "
+                  f"classifier shipped in `zoo/fmnist-classifier` (test accuracy "
+                  f"{bench['fd_feature_net'].get('test_accuracy', float('nan')):.4f} on 3-bit "
+                  "images), between 10,000 samples and real images: not Inception FID, and not "
+                  "comparable with the paper's FID."]
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def metrics_from_bench(bench: dict) -> dict[str, float]:
     """The flat figures the manifest and card carry."""
     m = {"test_bits_per_dim": bench["bits_per_dim"]["mean"],
@@ -120,6 +150,8 @@ def publish(workdir: str | Path, name: str, bench_json: str | Path | None = None
         "card": f"model_cards/{name}.md",
         "train_config": train_config or previous.get("train_config", "nif_zoo/configs/"),
     }
+    notes = "\n\n".join(part for part in (results_markdown(name, bench, training_summary(workdir)),
+                                             notes) if part)
     if notes:
         entry["notes"] = notes
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,12 +170,22 @@ def publish(workdir: str | Path, name: str, bench_json: str | Path | None = None
 
 
 def training_summary(workdir: str | Path) -> dict:
-    """Steps, wall time and throughput of a run, from its metrics log."""
+    """Steps, wall time and throughput of a run, read from its metrics log.
+
+    Every process of a run (one more after each resume) logs its start step and its seconds
+    since it started; the run's wall time is the sum over processes.
+    """
     rows = read_json_lines(Path(workdir) / "metrics.jsonl")
-    steps = [r for r in rows if "steps_per_sec" in r]
-    if not steps:
+    logged = [r for r in rows if "steps_per_sec" in r]
+    if not logged:
         return {}
+    last_by_process: dict[int, dict] = {}
+    for row in logged:
+        last_by_process[int(row.get("start_step", 0))] = row
+    seconds = sum(r.get("wall_seconds", (r["step"] - start) / r["steps_per_sec"])
+                  for start, r in last_by_process.items())
     test = [r["eval_bits_per_dim"] for r in rows if "eval_bits_per_dim" in r]
-    return {"steps": int(steps[-1]["step"]), "last_steps_per_sec": steps[-1]["steps_per_sec"],
-            "last_test_slice_bits_per_dim": test[-1] if test else float("nan"),
-            "train_bits_per_dim": float(np.mean([r["bits_per_dim"] for r in steps[-5:]]))}
+    return {"steps": int(logged[-1]["step"]), "wall_minutes": round(seconds / 60, 1),
+            "images_per_sec": round(logged[-1]["images_per_sec"], 1)
+            if "images_per_sec" in logged[-1] else None,
+            "test_slice_bits_per_dim": round(test[-1], 4) if test else None}

@@ -162,7 +162,8 @@ def _log(writer, history: TrainMetrics, state: TrainState, config, step: int, st
     summary = {k: float(v) for k, v in history.compute().items()}
     rate = (step - start_step) / max(time.time() - started, 1e-9)
     summary.update(steps_per_sec=rate, images_per_sec=rate * config.batch_size,
-                   nonfinite_total=int(state.nonfinite))
+                   nonfinite_total=int(state.nonfinite), start_step=start_step,
+                   wall_seconds=time.time() - started)
     writer.write_scalars(step, summary)
     left = (config.num_steps - step) / max(rate, 1e-9)
     print(f"step {step}/{config.num_steps}  bits/dim {summary['bits_per_dim']:.4f}  "

@@ -68,54 +68,45 @@ def variables_for(head: str) -> dict:
 
 
 @functools.cache
-def _evaluate_all() -> dict:
-    """Every quantity the tests check, for every head, from one jitted call.
+def evaluated() -> dict:
+    """Every model quantity the tests check, from one jitted call.
 
-    Glow passes dominate compile time; in one program XLA merges the identical ones (every head
-    runs the same backbone forward on ``x``, and the 'nif' and 'deep_nif' heads share A, b,
-    Sigma). Decoded and sampled images are re-encoded as one batch.
+    Glow passes dominate compile time, so the program holds as few as possible: every head
+    shares the backbone (one forward pass on ``x``, merged by XLA), and 'nif' and 'deep_nif'
+    share A, b and Sigma, so their encoders and decoders are the same function.
     """
     x = images(3)
-    us = {head: jnp.asarray(np.random.default_rng(4).standard_normal(
-        (BATCH, D if head == "normal" else K))) for head in HEADS}
-
-    def evaluate_head(head, variables, x, u):
-        model = model_for(head)
-
-        def call(method, *args):
-            return model.apply(variables, *args, method=method)
-
-        out = dict(latent=call("latent", x), encode=call("encode", x),
-                   decoded=call("decode", u, None, 0.0))
-        generated = out["decoded"]
-        if head != "deep_nif":
-            out["log_prob"] = call("log_prob", x)
-            out["bits"] = call("bits_per_dim", x)
-        if head != "normal":
-            out["elbo"] = call("elbo", x, rng_key(5), 3)
-            out["samples_on"] = call("sample", rng_key(7), 3, 0.8, 0.0, jnp.float64)
-            generated = jnp.concatenate([generated, out["samples_on"]])
-        out["generated_latent"] = call("latent", generated)[0]
-        out["generated_encoded"] = call("encode", generated)
-        if head == "nif":
-            out["log_prob_half"] = call("log_prob", x, 0.5)
-            out["project"] = call("project", x)
-            out["project_twice"] = call("project", out["project"])
-        if head == "normal":  # the latent map's Jacobian, one example at a time
-            flat = jax.vmap(jax.jacfwd(lambda v: call("latent", v.reshape(1, 8, 8, 1))[0][0]))
-            out["jacobian"] = flat(x.reshape(BATCH, D))
-        return out
+    u = jnp.asarray(np.random.default_rng(4).standard_normal((BATCH, K)))
 
     @jax.jit
-    def evaluate(variables, x, us):
-        return {head: evaluate_head(head, variables[head], x, us[head]) for head in HEADS}
+    def evaluate(variables, x, u):
+        def call(head, method, *args):
+            return model_for(head).apply(variables[head], *args, method=method)
 
-    outs = evaluate({head: variables_for(head) for head in HEADS}, x, us)
-    return {head: dict(x=x, u=us[head], **outs[head]) for head in HEADS}
+        out = {"latent": call("normal", "latent", x)}
+        for head in HEADS:
+            out[f"{head}.latent"] = call(head, "latent", x)
+            out[f"{head}.encode"] = call(head, "encode", x)
+        for head in ("normal", "nif"):
+            out[f"{head}.log_prob"] = call(head, "log_prob", x)
+            out[f"{head}.bits"] = call(head, "bits_per_dim", x)
+        out["nif.log_prob_half"] = call("nif", "log_prob", x, 0.5)
+        out["nif.elbo"] = call("nif", "elbo", x)
+        out["deep_nif.elbo"] = call("deep_nif", "elbo", x, rng_key(5), 3)
+        out["decoded"] = call("nif", "decode", u, None, 0.0)
+        out["samples_on"] = call("deep_nif", "sample", rng_key(7), 3, 0.8, 0.0, jnp.float64)
+        generated = jnp.concatenate([out["decoded"], out["samples_on"]])
+        out["generated_latent"] = call("nif", "latent", generated)[0]
+        out["generated_encoded"] = call("nif", "encode", generated)
+        out["project"] = call("nif", "project", x)
+        out["project_twice"] = call("nif", "project", out["project"])
+        # the latent map's Jacobian, one example at a time
+        jac = jax.jacfwd(lambda v: call("normal", "latent", v.reshape(1, 8, 8, 1))[0][0])
+        out["jacobian"] = jax.vmap(jac)(x.reshape(BATCH, D))
+        return out
 
-
-def evaluated(head: str) -> dict:
-    return _evaluate_all()[head]
+    out = evaluate({head: variables_for(head) for head in HEADS}, x, u)
+    return dict(x=x, u=u, **out)
 
 
 def head_params(head):
@@ -133,18 +124,20 @@ def test_shared_parameters_have_each_models_structure():
 
 
 def test_latent_log_det_is_the_jacobian_of_logit_then_glow():
-    out = evaluated("normal")
+    out = evaluated()
     z, log_det = out["latent"]
     assert z.shape == (BATCH, D) and log_det.shape == (BATCH,)
     jac = np.asarray(out["jacobian"])
     assert jac.shape == (BATCH, D, D)
     np.testing.assert_allclose(log_det, np.linalg.slogdet(jac)[1], rtol=1e-9)
+    for head in HEADS:  # one backbone
+        np.testing.assert_array_equal(out[f"{head}.latent"][1], log_det)
 
 
 @pytest.mark.parametrize("head", ["normal", "nif"])
 def test_log_prob_is_backbone_log_det_plus_head_density(head):
-    out = evaluated(head)
-    z, log_det = (np.asarray(v) for v in out["latent"])
+    out = evaluated()
+    z, log_det = (np.asarray(v) for v in out[f"{head}.latent"])
     if head == "normal":
         head_lp = stats.multivariate_normal(np.zeros(D), np.eye(D)).logpdf(z)
     else:
@@ -153,82 +146,73 @@ def test_log_prob_is_backbone_log_det_plus_head_density(head):
         head_lp = stats.multivariate_normal(p["b"], cov + np.diag(np.exp(p["log_var"]))).logpdf(z)
         head_lp_half = stats.multivariate_normal(  # manifold noise scaled by s = 0.5
             p["b"], cov + 0.25 * np.diag(np.exp(p["log_var"]))).logpdf(z)
-        np.testing.assert_allclose(out["log_prob_half"], log_det + head_lp_half, rtol=1e-9)
-    np.testing.assert_allclose(out["log_prob"], log_det + head_lp, rtol=1e-9)
-    # and the backbone log-det is the Jacobian's (checked on the normal head's evaluation)
-    np.testing.assert_allclose(log_det, evaluated("normal")["latent"][1], rtol=1e-12)
+        np.testing.assert_allclose(out[f"{head}.log_prob_half"], log_det + head_lp_half, rtol=1e-9)
+    np.testing.assert_allclose(out[f"{head}.log_prob"], log_det + head_lp, rtol=1e-9)
 
 
 @pytest.mark.parametrize("head", ["normal", "nif"])
 def test_bits_per_dim_by_hand(head):
-    out = evaluated(head)
-    log_prob = np.asarray(out["log_prob"])
-    np.testing.assert_allclose(out["bits"], -log_prob / (D * math.log(2)) + CONFIG.n_bits,
+    out = evaluated()
+    log_prob = np.asarray(out[f"{head}.log_prob"])
+    np.testing.assert_allclose(out[f"{head}.bits"], -log_prob / (D * math.log(2)) + CONFIG.n_bits,
                                rtol=1e-12)
 
 
 def test_nif_elbo_is_below_log_prob():
-    out = evaluated("nif")
-    gap = np.asarray(out["log_prob"] - out["elbo"])
-    assert np.all(gap > 1e-3)
-    assert out["elbo"].shape == (BATCH,)
+    out = evaluated()
+    assert out["nif.elbo"].shape == (BATCH,)
+    assert np.all(np.asarray(out["nif.log_prob"] - out["nif.elbo"]) > 1e-3)
 
 
 def test_deep_nif_elbo_is_backbone_log_det_plus_head_bound():
-    out = evaluated("deep_nif")
-    z, log_det = out["latent"]
+    out = evaluated()
+    z, log_det = out["deep_nif.latent"]
     head = DeepNIFHead(D, K, CONFIG.noise, CONFIG.prior_layers, CONFIG.prior_hidden)
     bound = head.apply({"params": variables_for("deep_nif")["params"]["head"]}, z, rng_key(5), 3,
                        method="bound")
-    np.testing.assert_allclose(out["elbo"], log_det + bound, rtol=1e-9)
+    np.testing.assert_allclose(out["deep_nif.elbo"], log_det + bound, rtol=1e-9)
     with pytest.raises(ValueError, match="elbo"):
         model_for("deep_nif").apply(variables_for("deep_nif"), out["x"], method="log_prob")
 
 
-@pytest.mark.parametrize("head", HEADS)
-def test_decode_at_zero_noise_then_encode_recovers_the_latent(head):
-    out = evaluated(head)
+def test_decode_at_zero_noise_then_encode_recovers_the_latent():
+    out = evaluated()
     assert out["decoded"].shape == (BATCH, 8, 8, 1)
     np.testing.assert_allclose(out["generated_encoded"][:BATCH], out["u"], rtol=1e-7, atol=1e-7)
 
 
-@pytest.mark.parametrize("head", ["nif", "deep_nif"])
-def test_samples_at_zero_noise_lie_on_the_manifold(head):
+def _off_manifold(z, mu):
+    """``max |z - (A mu + b)|`` per example, with the shared Gaussian NIF parameters."""
+    p = head_params("nif")
+    return np.max(np.abs(np.asarray(z) - np.asarray(mu) @ p["a"].T - p["b"]), axis=-1)
+
+
+def test_samples_at_zero_noise_lie_on_the_manifold():
     """``z = g(x)`` of an s = 0 sample is exactly ``A mu(z) + b``; a data image's is not."""
-    out = evaluated(head)
+    out = evaluated()
     samples = out["samples_on"]
     assert samples.shape == (3, 8, 8, 1) and np.all(np.isfinite(samples))
     assert not np.allclose(samples[0], samples[1])
-    p = head_params(head)
-    p = p["nif"] if head == "deep_nif" else p
-
-    def off_manifold(z, mu):
-        return np.max(np.abs(np.asarray(z) - np.asarray(mu) @ p["a"].T - p["b"]), axis=-1)
-
-    assert np.all(off_manifold(out["generated_latent"], out["generated_encoded"]) < 1e-7)
-    assert np.all(off_manifold(out["latent"][0], out["encode"]) > 1e-2)
+    assert np.all(_off_manifold(out["generated_latent"], out["generated_encoded"]) < 1e-7)
+    assert np.all(_off_manifold(out["latent"][0], out["nif.encode"]) > 1e-2)
 
 
 def test_project_is_idempotent():
-    out = evaluated("nif")
+    out = evaluated()
     np.testing.assert_allclose(out["project_twice"], out["project"], atol=1e-8)
     assert np.max(np.abs(out["project"] - out["x"])) > 1e-2  # x is off the 5-d manifold
 
 
-def test_normal_head_encode_and_decode_are_the_backbone():
-    out = evaluated("normal")
-    np.testing.assert_allclose(out["encode"], out["latent"][0], rtol=1e-12)
-    np.testing.assert_allclose(out["generated_latent"], out["u"], rtol=1e-7, atol=1e-7)
-
-
-@pytest.mark.parametrize("head", ["nif"])
-def test_encode_is_the_heads_pseudo_inverse_of_the_latent(head):
-    out = evaluated(head)
+def test_encoders():
+    out = evaluated()
+    np.testing.assert_allclose(out["normal.encode"], out["latent"][0], rtol=1e-12)
+    np.testing.assert_allclose(out["deep_nif.encode"], out["nif.encode"], rtol=1e-12)
+    # the NIF encoder is the Sigma-weighted pseudo-inverse of the latent
     z = np.asarray(out["latent"][0])
-    p = head_params(head)
+    p = head_params("nif")
     w = np.exp(-0.5 * p["log_var"])
     mu = np.linalg.lstsq(p["a"] * w[:, None], ((z - p["b"]) * w).T, rcond=None)[0].T
-    np.testing.assert_allclose(out["encode"], mu, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(out["nif.encode"], mu, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("method", ["log_prob", "encode", "elbo", "project"])
@@ -268,8 +252,8 @@ def test_dequantize_quantize_round_trip(n_bits):
 
 def test_bits_per_dim_of_dequantised_pixels_counts_the_dequantisation():
     """bpd = -(log p(x) + log_det of dequantisation) / (D ln 2): the two forms agree."""
-    out = evaluated("nif")
+    out = evaluated()
     v = quantize(out["x"], CONFIG.n_bits)
     _, log_det = dequantize(None, v, CONFIG.n_bits, jnp.float64)
-    np.testing.assert_allclose(out["bits"], -(out["log_prob"] + log_det) / (D * math.log(2)),
-                               rtol=1e-12)
+    bits = -(out["nif.log_prob"] + log_det) / (D * math.log(2))
+    np.testing.assert_allclose(out["nif.bits"], bits, rtol=1e-12)
