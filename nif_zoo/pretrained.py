@@ -68,14 +68,17 @@ class Pretrained:
         static = tuple(sorted((static or {}).items()))
         return _apply(self.module, method, self.params, args, kwargs, static)
 
-    def _batched(self, images) -> tuple[jax.Array, tuple[int, ...]]:
+    def _flatten(self, images) -> tuple[Any, tuple[int, ...]]:
+        """Checks the image shape; returns ``(images as (-1, h, w, c), batch shape)``."""
         shape = tuple(self.config.image_shape)
         images = np.asarray(images) if not isinstance(images, jax.Array) else images
         if images.ndim < 3 or tuple(images.shape[-3:]) != shape:
             raise ValueError(f"{self.name or 'model'} takes images of shape (..., "
                              f"{', '.join(map(str, shape))}); got {tuple(images.shape)}")
-        batch = tuple(images.shape[:-3])
-        flat = images.reshape((-1,) + shape)
+        return images.reshape((-1,) + shape), tuple(images.shape[:-3])
+
+    def _batched(self, images) -> tuple[jax.Array, tuple[int, ...]]:
+        flat, batch = self._flatten(images)
         if jnp.issubdtype(flat.dtype, jnp.integer):
             self._check_pixels(flat)
             return dequantize(None, quantize_pixels(flat, self.config.n_bits),
@@ -107,13 +110,11 @@ class Pretrained:
 
         ``-log p(x) / (D log 2) + n`` at manifold-noise scale ``s`` (deep NIF: its ELBO).
         """
-        images = np.asarray(images)
-        if not np.issubdtype(images.dtype, np.integer):
-            raise TypeError(f"bits_per_dim takes uint8 images (0..255), got dtype {images.dtype}")
-        flat, batch = self._batched(images)  # validates the shape
-        del flat
-        values = quantize_pixels(images.reshape((-1,) + tuple(self.config.image_shape)),
-                                 self.config.n_bits)
+        flat, batch = self._flatten(images)
+        if not jnp.issubdtype(flat.dtype, jnp.integer):
+            raise TypeError(f"bits_per_dim takes uint8 images (0..255), got dtype {flat.dtype}")
+        self._check_pixels(flat)
+        values = quantize_pixels(flat, self.config.n_bits)
         rng = jax.random.key(0) if rng is None else rng
         total = 0.0
         for draw in range(draws):
