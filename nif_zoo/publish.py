@@ -33,7 +33,8 @@ def data_spec(config: ModelConfig) -> dict:
                              f"logit with lambda {config.logit_lambda}"}
 
 
-def figures(model: Pretrained, workdir: Path, out: Path, bench: dict | None, seed: int = 0) -> dict:
+def figures(model: Pretrained, workdir: Path, out: Path, bench: dict | None, step: int,
+            seed: int = 0) -> dict:
     """Writes the card's PNGs into ``out``; returns {file name: path}."""
     key = jax.random.key(seed)
     written = {}
@@ -60,7 +61,7 @@ def figures(model: Pretrained, workdir: Path, out: Path, bench: dict | None, see
     rows = [quantized(originals, model.config.n_bits), model.to_images(model.project(originals))]
     written["reconstructions.png"] = plots.sweep_grid(
         rows, ["test image", "projection"], f"{model.name}: encode then project onto the manifold")
-    curve = read_json_lines(Path(workdir) / "metrics.jsonl")
+    curve = [r for r in read_json_lines(Path(workdir) / "metrics.jsonl") if r["step"] <= step]
     train = [(r["step"], r["bits_per_dim"]) for r in curve if "bits_per_dim" in r]
     test = [(r["step"], r["eval_bits_per_dim"]) for r in curve if "eval_bits_per_dim" in r]
     if train:
@@ -150,12 +151,12 @@ def publish(workdir: str | Path, name: str, bench_json: str | Path | None = None
         "card": f"model_cards/{name}.md",
         "train_config": train_config or previous.get("train_config", "nif_zoo/configs/"),
     }
-    notes = "\n\n".join(part for part in (results_markdown(name, bench, training_summary(workdir)),
+    notes = "\n\n".join(part for part in (results_markdown(name, bench, training_summary(workdir, step)),
                                              notes) if part)
     if notes:
         entry["notes"] = notes
     with tempfile.TemporaryDirectory() as tmp:
-        pngs = figures(model, workdir, Path(tmp), bench)
+        pngs = figures(model, workdir, Path(tmp), bench, step)
         entry["files"] = {f: {"size": 0, "sha256": "0" * 64} for f in pngs}  # names for the card
         card = cards.render_card(name, entry)
         save_pretrained(folder, model.config, model.params, model.data, card, pngs)
@@ -169,13 +170,14 @@ def publish(workdir: str | Path, name: str, bench_json: str | Path | None = None
     return folder
 
 
-def training_summary(workdir: str | Path) -> dict:
+def training_summary(workdir: str | Path, up_to_step: int | None = None) -> dict:
     """Steps, wall time and throughput of a run, read from its metrics log.
 
     Every process of a run (one more after each resume) logs its start step and its seconds
     since it started; the run's wall time is the sum over processes.
     """
-    rows = read_json_lines(Path(workdir) / "metrics.jsonl")
+    rows = [r for r in read_json_lines(Path(workdir) / "metrics.jsonl")
+            if up_to_step is None or r["step"] <= up_to_step]
     logged = [r for r in rows if "steps_per_sec" in r]
     if not logged:
         return {}

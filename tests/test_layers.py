@@ -32,6 +32,15 @@ from nif_zoo.layers.split import ConditionalSplit
 
 BATCH = 3
 
+# LLVM's optimisation passes are most of XLA:CPU's compile time, and these programs are tiny and
+# run once: compile them without (same HLO, same arithmetic; about twice as fast to compile).
+fast_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+
+
+def rng_key(seed: int) -> jax.Array:
+    """A PRNG key whose sampling compiles fast on CPU (threefry takes seconds per shape)."""
+    return jax.random.key(seed, impl="rbg")
+
 
 @dataclasses.dataclass(frozen=True)
 class Case:
@@ -41,6 +50,8 @@ class Case:
     bad_input: tuple[int, ...] | None = None  # a whole wrong-rank input, if the layer checks rank
     unit_interval: bool = False  # inputs inside (-1/2, 1/2) (Logit)
     volume_preserving: bool = False  # log_det is exactly zero
+    init: Callable | None = None  # (module, key, x) -> variables; default: module.init, jitted
+    eager: str = "both"  # directions checked un-jitted ("forward", "none": eager Glow compiles)
 
 
 LAYERS = {
@@ -55,8 +66,6 @@ LAYERS = {
                               bad_input=(4, 4, 4), volume_preserving=True),
     "coupling_odd_channels": Case(lambda: AffineCoupling(hidden=8), (4, 4, 3), bad_input=(4, 4, 3)),
     "flat_coupling": Case(lambda: FlatAffineCoupling(hidden=8), (5,), bad_input=(2, 5, 1)),
-    "flat_coupling_additive": Case(lambda: FlatAffineCoupling(hidden=8, additive=True), (6,),
-                                   bad_input=(6,), volume_preserving=True),
     "squeeze": Case(Squeeze, (4, 4, 3), out_shape=(2, 2, 12), bad_input=(2, 16, 3),
                     volume_preserving=True),
     "reverse_image": Case(Reverse, (4, 4, 3), volume_preserving=True),
@@ -65,20 +74,29 @@ LAYERS = {
     "conditional_split": Case(ConditionalSplit, (4, 4, 4), bad_input=(4, 4, 4)),
     "logit": Case(Logit, (4, 4, 2), unit_interval=True),
     "flow_step": Case(lambda: FlowStep(hidden=8), (4, 4, 4)),
-    "flow_step_full_exp_tanh": Case(lambda: FlowStep(hidden=8, lu=False, scale_fn="exp_tanh"),
-                                    (4, 4, 2)),
     "glow_passthrough": Case(lambda: Glow(image_shape=(8, 8, 1), levels=2, steps=2, hidden=8),
-                             (8, 8, 1), out_shape=(64,), bad_input=(8, 8, 1)),
-    "glow_learned": Case(lambda: Glow(image_shape=(4, 4, 2), levels=2, steps=2, hidden=8,
-                                      split="learned", scale_fn="exp_tanh"),
-                         (4, 4, 2), out_shape=(32,), bad_input=(2, 4, 8)),
+                             (8, 8, 1), out_shape=(64,), bad_input=(8, 8, 1), eager="forward"),
+    # the learned split, exp(tanh) scales and the rolled (not unrolled) scan of the steps
+    "glow_learned": Case(lambda: Glow(image_shape=(8, 8, 1), levels=2, steps=2, hidden=8,
+                                      split="learned", scale_fn="exp_tanh", unroll=False),
+                         (8, 8, 1), out_shape=(64,), bad_input=(2, 8, 8), eager="none",
+                         init=lambda module, key, x: _init_learned_glow(module, key, x)),
     "flat_flow": Case(lambda: FlatFlow(num_layers=2, hidden=8), (6,), bad_input=(2, 3, 2)),
 }
 
 
-def rng_key(seed: int) -> jax.Array:
-    """A PRNG key whose sampling compiles fast on CPU (threefry takes seconds per shape)."""
-    return jax.random.key(seed, impl="rbg")
+def _init_learned_glow(module, key, x):
+    """The passthrough Glow's initialisation plus the split's (zero-initialised) parameters.
+
+    A Glow init compiles for seconds; the learned split only adds ``split0``. The structure is
+    checked against ``jax.eval_shape(module.init)``, which traces the real init.
+    """
+    params = dict(built("glow_passthrough").initial["params"])
+    params["split0"] = ConditionalSplit().init(key, jnp.zeros((1, 4, 4, 4), x.dtype))["params"]
+    expected = jax.eval_shape(module.init, key, x)
+    got = jax.tree_util.tree_map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), params)
+    assert got == expected["params"]
+    return {"params": params}
 
 
 def perturb(params, seed: int, scale: float = 0.1):
@@ -101,7 +119,8 @@ class Built(NamedTuple):
     name: str
     case: Case
     module: nn.Module
-    variables: dict
+    variables: dict  # perturbed
+    initial: dict  # as initialised
     x: jax.Array
     z: jax.Array  # a latent point away from forward(x)
     out: dict  # every jitted quantity the tests check, computed in one compiled call
@@ -115,7 +134,8 @@ def built(name: str) -> Built:
     seed = zlib.crc32(name.encode())
     rng = np.random.default_rng(seed)
     x = draw(case, rng)
-    variables = jax.jit(module.init)(rng_key(seed), x)
+    initial = variables = (case.init or (lambda m, k, v: fast_jit(m.init)(k, v)))(
+        module, rng_key(seed), x)
     if variables:
         variables = {"params": perturb(variables["params"], seed + 1)}
     z_noise = jnp.asarray(0.05 * rng.standard_normal((BATCH,) + (case.out_shape or case.shape)))
@@ -126,19 +146,20 @@ def built(name: str) -> Built:
     def inverse(v):
         return module.apply(variables, v, inverse=True)
 
-    @jax.jit
+    @fast_jit
     def evaluate(x, z_noise):
         y, ld_fwd = forward(x)
-        x_back, ld_inv = inverse(y)
         z = y + z_noise
-        x_z, ld_inv_z = inverse(z)
+        # one inverse pass for the round trip and for the new latent points
+        back, ld_back = inverse(jnp.concatenate([y, z]))
+        x_z = back[BATCH:]
         z_back, ld_fwd_z = forward(x_z)
-        return dict(y=y, ld_fwd=ld_fwd, x_back=x_back, ld_inv=ld_inv, z=z, z_back=z_back,
-                    ld_inv_z=ld_inv_z, ld_fwd_z=ld_fwd_z, jac_fwd=_flat_jacobian(forward, x),
-                    jac_inv=_flat_jacobian(inverse, y))
+        return dict(y=y, ld_fwd=ld_fwd, x_back=back[:BATCH], ld_inv=ld_back[:BATCH], z=z, x_z=x_z,
+                    ld_inv_z=ld_back[BATCH:], z_back=z_back, ld_fwd_z=ld_fwd_z,
+                    jac_fwd=_flat_jacobian(forward, x))
 
     out = evaluate(x, z_noise)
-    return Built(name, case, module, variables, x, out["z"], out)
+    return Built(name, case, module, variables, initial, x, out["z"], out)
 
 
 @pytest.fixture(params=sorted(LAYERS), scope="module")
@@ -180,22 +201,27 @@ def _block_log_dets(jac, b):
 
 
 def test_log_det_matches_jacobian(layer):
+    """The forward log-det is the Jacobian's; the inverse's follows from the round trip test.
+
+    (If f^-1(f(x)) = x, then d f^-1 / dy at f(x) is the inverse matrix of d f / dx at x, so
+    ``ld_inv(f(x)) == -ld_fwd(x)`` checks the inverse log-det against the same Jacobian.)
+    """
     out = layer.out
     np.testing.assert_allclose(out["ld_fwd"], _block_log_dets(out["jac_fwd"], BATCH),
-                               atol=1e-8, rtol=1e-8)
-    np.testing.assert_allclose(out["ld_inv"], _block_log_dets(out["jac_inv"], BATCH),
                                atol=1e-8, rtol=1e-8)
 
 
 def test_jit_agrees(layer):
     """Eager (un-jitted) application matches the jitted evaluation."""
+    if layer.case.eager == "none":
+        pytest.skip(f"{layer.name}: an eager Glow recompiles its scans on every call")
     y, ld = layer.module.apply(layer.variables, layer.x)
     np.testing.assert_allclose(y, layer.out["y"], atol=1e-12, rtol=1e-12)
     np.testing.assert_allclose(ld, layer.out["ld_fwd"], atol=1e-12, rtol=1e-12)
-    x_z, ld_inv = layer.module.apply(layer.variables, layer.z, inverse=True)
-    z_back, ld_fwd = layer.module.apply(layer.variables, x_z)
-    np.testing.assert_allclose(z_back, layer.out["z_back"], atol=1e-12, rtol=1e-12)
-    np.testing.assert_allclose(ld_inv, layer.out["ld_inv_z"], atol=1e-12, rtol=1e-12)
+    if layer.case.eager == "both":
+        x_z, ld_inv = layer.module.apply(layer.variables, layer.z, inverse=True)
+        np.testing.assert_allclose(x_z, layer.out["x_z"], atol=1e-12, rtol=1e-12)
+        np.testing.assert_allclose(ld_inv, layer.out["ld_inv_z"], atol=1e-12, rtol=1e-12)
 
 
 def test_perturbed_layer_is_not_trivial(layer):
@@ -292,12 +318,10 @@ def test_actnorm_restored_params_are_stored_not_recomputed():
 
 
 def test_actnorm_inside_flow_step_is_data_initialised():
-    x = _skewed_batch(3, (8, 4, 4, 3)) @ jnp.ones((3, 4)) * 0.3
-    x = x + jnp.asarray(np.random.default_rng(4).standard_normal(x.shape))
-    module = FlowStep(hidden=8)
-    variables = module.init(rng_key(0), x)
-    _, state = module.apply(variables, x, capture_intermediates=True)
+    layer = built("flow_step")
+    _, state = layer.module.apply(layer.initial, layer.x, capture_intermediates=True)
     y_actnorm = state["intermediates"]["actnorm"]["__call__"][0][0]
+    assert np.max(np.abs(jnp.mean(layer.x, (0, 1, 2)))) > 0.05  # the input is not normalised
     np.testing.assert_allclose(jnp.mean(y_actnorm, (0, 1, 2)), 0.0, atol=1e-10)
     np.testing.assert_allclose(jnp.std(y_actnorm, (0, 1, 2)), 1.0, rtol=1e-5)
 

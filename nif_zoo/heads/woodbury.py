@@ -52,8 +52,11 @@ def log_prob(z: jax.Array, a: jax.Array, b: jax.Array, log_var: jax.Array) -> ja
     d, k = a.shape[-2:]
     r, y = projected_residual(z, a, b, log_var)
     chol_m = jnp.linalg.cholesky(jnp.eye(k, dtype=a.dtype) + precision(a, log_var))
-    w = _tri_solve(chol_m, y)
-    quad = jnp.sum(r * r * jnp.exp(-log_var), -1) - jnp.sum(w * w, -1)
+    m = _tri_solve(chol_m, _tri_solve(chol_m, y), transpose=True)
+    # r^T C^-1 r written as a sum of two non-negative terms: the difference form
+    # r^T Sigma^-1 r - y^T M^-1 y cancels catastrophically when Sigma is tiny.
+    off = r - jnp.einsum("...dk,...k->...d", a, m)
+    quad = jnp.sum(off * off * jnp.exp(-log_var), -1) + jnp.sum(m * m, -1)
     log_det = jnp.sum(jnp.broadcast_to(log_var, z.shape[:-1] + (d,)), -1) + _log_det_from_chol(chol_m)
     return -0.5 * (d * math.log(2 * math.pi) + log_det + quad)
 
