@@ -52,7 +52,8 @@ def test_publish_writes_mirror_card_and_manifest(published):
     assert {"config.json", "README.md", "files.json", "samples.png", "training_curve.png",
             "s_sweep.png", "temperature_sweep.png", "reconstructions.png"} <= set(entry["files"])
     assert (folder / "README.md").read_text() == (published / entry["card"]).read_text()
-    assert registry.list_models(published_only=True) == [NAME]
+    assert NAME in registry.list_models(published_only=True)
+    assert "fmnist-nif64" not in registry.list_models(published_only=True)
 
 
 def test_list_info_download(published, capsys):
