@@ -8,7 +8,6 @@ model's latent beside the same probe on pixels; the time taken.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -22,6 +21,7 @@ from nif_zoo import evaluate
 from nif_zoo.features import features, frechet_distance, load_classifier
 from nif_zoo.pretrained import Pretrained
 from nif_zoo.probe import linear_probe
+from nif_zoo.train import write_json_atomic
 
 CLASSIFIER_DIR = Path(__file__).resolve().parents[1] / "zoo" / "fmnist-classifier"
 HELD_OUT = 10_000  # the last images of the training set, for choosing s
@@ -94,7 +94,5 @@ def write(result: dict, path: str | Path) -> Path:
     """Writes the figures as JSON atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, result)
     return path

@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 
 from nif_zoo import hub, registry
 from nif_zoo.config import FORMAT_VERSION, ModelConfig
-from nif_zoo.layers.preprocess import dequantize, quantize
+from nif_zoo.layers.preprocess import dequantize, quantize, quantize_pixels
 from nif_zoo.models import FlowModel
 
 CONFIG_FILE, CHECKSUM_FILE, CHECKPOINT_DIR, CARD_FILE = (
@@ -168,11 +168,6 @@ class Pretrained:
 @functools.partial(jax.jit, static_argnums=(0, 1, 5))
 def _apply(module: FlowModel, method: str, params, args: tuple, kwargs: dict, static: tuple):
     return module.apply({"params": params}, *args, method=method, **kwargs, **dict(static))
-
-
-def quantize_pixels(images, n_bits: int) -> jax.Array:
-    """uint8 pixels 0..255 to n-bit values ``v = pixel >> (8 - n)``."""
-    return jnp.right_shift(jnp.asarray(images).astype(jnp.int32), 8 - n_bits)
 
 
 def save_pretrained(folder, config: ModelConfig, params, data: dict | None = None,

@@ -25,7 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from nif_zoo import data as datasets
 from nif_zoo.config import ModelConfig
-from nif_zoo.layers.preprocess import dequantize
+from nif_zoo.layers.preprocess import dequantize, quantize_pixels
 from nif_zoo.models import FlowModel
 from nif_zoo.writers import create_writer
 
@@ -81,8 +81,7 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
 
 def to_model_input(rng: jax.Array, images: jax.Array, n_bits: int) -> jax.Array:
     """uint8 images -> n-bit values -> fresh uniform dequantisation in ``[-1/2, 1/2)``."""
-    values = jnp.right_shift(images, 8 - n_bits)
-    return dequantize(rng, values, n_bits)[0]
+    return dequantize(rng, quantize_pixels(images, n_bits), n_bits)[0]
 
 
 def create_train_state(config, model: FlowModel, init_images: np.ndarray, rng: jax.Array,

@@ -11,6 +11,11 @@ import jax.numpy as jnp
 from nif_zoo.layers.base import Bijector, batch_sum
 
 
+def quantize_pixels(images: jax.Array, n_bits: int) -> jax.Array:
+    """uint8 pixels 0..255 to n-bit values ``v = pixel >> (8 - n)``."""
+    return jnp.right_shift(jnp.asarray(images).astype(jnp.int32), 8 - n_bits)
+
+
 def dequantize(rng: jax.Array | None, v: jax.Array, n_bits: int, dtype=jnp.float32):
     """``x = (v + U) / 2^n - 1/2`` with ``U ~ Uniform[0, 1)``; ``rng=None`` takes ``U = 1/2``.
 
