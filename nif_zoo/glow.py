@@ -13,23 +13,29 @@ from nif_zoo.layers.base import Bijector, check_rank
 from nif_zoo.layers.coupling import AffineCoupling, ScaleFn
 from nif_zoo.layers.invconv import InvConv1x1
 from nif_zoo.layers.reshape import depth_to_space, space_to_depth
+from nif_zoo.layers.selfnorm import SelfNormConv
 from nif_zoo.layers.split import ConditionalSplit
 
 
 class FlowStep(nn.Module, Bijector):
-    """ActNorm, invertible 1x1 convolution, coupling."""
+    """ActNorm, invertible 1x1 convolution (self-normalizing with ``selfnorm``), coupling."""
 
     hidden: int = 256
     additive: bool = False
     scale_fn: ScaleFn = "sigmoid"
     lu: bool = True
+    max_log_scale: float = 0.0
+    spectral_cap: float = 0.0
+    selfnorm: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, inverse: bool = False):
         layers = [
             ActNorm(name="actnorm"),
-            InvConv1x1(lu=self.lu, name="invconv"),
-            AffineCoupling(self.hidden, self.additive, self.scale_fn, name="coupling"),
+            (SelfNormConv(kernel_size=1, use_bias=False, name="invconv") if self.selfnorm
+             else InvConv1x1(lu=self.lu, name="invconv")),
+            AffineCoupling(self.hidden, self.additive, self.scale_fn, self.max_log_scale,
+                           self.spectral_cap, name="coupling"),
         ]
         log_det = jnp.zeros(x.shape[:1], x.dtype)
         for layer in reversed(layers) if inverse else layers:
@@ -84,13 +90,18 @@ class Glow(nn.Module, Bijector):
     split: str = "passthrough"
     remat: bool = False
     unroll: bool = True
+    max_log_scale: float = 0.0
+    spectral_cap: float = 0.0
+    selfnorm: bool = False
 
     def _steps(self, level: int, inverse: bool):
         body = nn.remat(_ScanBody) if self.remat else _ScanBody
-        scanned = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True},
+        scanned = nn.scan(body, variable_axes={"params": 0, "losses": 0}, split_rngs={"params": True},
                           length=self.steps, reverse=inverse,
                           unroll=self.steps if self.unroll else 1)
-        step = dict(hidden=self.hidden, additive=self.additive, scale_fn=self.scale_fn, lu=self.lu)
+        step = dict(hidden=self.hidden, additive=self.additive, scale_fn=self.scale_fn, lu=self.lu,
+                    max_log_scale=self.max_log_scale, spectral_cap=self.spectral_cap,
+                    selfnorm=self.selfnorm)
         return scanned(step, inverse, name=f"level{level}")
 
     def _split(self, level: int):

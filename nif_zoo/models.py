@@ -14,6 +14,7 @@ from nif_zoo.heads.deep_nif import DeepNIFHead
 from nif_zoo.heads.nif import GaussianNIFHead
 from nif_zoo.heads.normal import StandardNormalHead
 from nif_zoo.layers.preprocess import Logit
+from nif_zoo.snf_flows import ConvFlow, DenseFlow
 
 
 def build_head(config: ModelConfig) -> nn.Module:
@@ -25,6 +26,20 @@ def build_head(config: ModelConfig) -> nn.Module:
         return DeepNIFHead(config.dim, config.latent_dim, config.noise, config.prior_layers,
                            config.prior_hidden)
     raise ValueError(f"unknown head {config.head!r}; use 'normal', 'nif' or 'deep_nif'")
+
+
+def build_backbone(config: ModelConfig) -> nn.Module:
+    c = config
+    if c.backbone == "dense":
+        return DenseFlow(c.image_shape, c.steps, gradient=c.linear)
+    if c.backbone == "cnn":
+        return ConvFlow(c.image_shape, c.levels, c.steps, gradient=c.linear)
+    if c.backbone != "glow":
+        raise ValueError(f"unknown backbone {c.backbone!r}; use 'glow', 'dense' or 'cnn'")
+    return Glow(c.image_shape, c.levels, c.steps, c.hidden, c.coupling == "additive",
+                c.scale_fn, c.invconv == "lu", c.split, c.remat, c.unroll,
+                max_log_scale=c.max_log_scale, spectral_cap=c.spectral_cap,
+                selfnorm=c.linear == "selfnorm")
 
 
 class FlowModel(nn.Module):
@@ -39,8 +54,7 @@ class FlowModel(nn.Module):
     def setup(self):
         c = self.config
         self.logit = Logit(c.logit_lambda)
-        self.backbone = Glow(c.image_shape, c.levels, c.steps, c.hidden, c.coupling == "additive",
-                             c.scale_fn, c.invconv == "lu", c.split, c.remat, c.unroll)
+        self.backbone = build_backbone(c)
         self.head = build_head(c)
 
     @property

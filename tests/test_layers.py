@@ -66,6 +66,12 @@ LAYERS = {
                               bad_input=(4, 4, 4), volume_preserving=True),
     "coupling_odd_channels": Case(lambda: AffineCoupling(hidden=8), (4, 4, 3), bad_input=(4, 4, 3)),
     "flat_coupling": Case(lambda: FlatAffineCoupling(hidden=8), (5,), bad_input=(2, 5, 1)),
+    "coupling_bounded_capped": Case(
+        lambda: AffineCoupling(hidden=8, max_log_scale=0.5, spectral_cap=1.0), (4, 4, 4),
+        bad_input=(4, 4, 4)),
+    "flat_coupling_bounded_capped": Case(
+        lambda: FlatAffineCoupling(hidden=8, max_log_scale=0.5, spectral_cap=1.0), (5,),
+        bad_input=(2, 5, 1)),
     "squeeze": Case(Squeeze, (4, 4, 3), out_shape=(2, 2, 12), bad_input=(2, 16, 3),
                     volume_preserving=True),
     "reverse_image": Case(Reverse, (4, 4, 3), volume_preserving=True),

@@ -9,17 +9,26 @@ import jax
 import jax.numpy as jnp
 
 from nif_zoo.layers.base import Bijector, batch_sum, check_rank, split_channels
+from nif_zoo.layers.lipschitz import spectrally_capped
 
 ScaleFn = Literal["sigmoid", "exp_tanh"]
 
 
-def log_scale_of(h: jax.Array, scale_fn: ScaleFn) -> jax.Array:
-    """Log of the coupling scale: ``sigmoid(h + 2)`` (Glow) or ``exp(tanh(h))`` (NIF authors)."""
+def log_scale_of(h: jax.Array, scale_fn: ScaleFn, max_log_scale: float = 0.0) -> jax.Array:
+    """Log of the coupling scale: ``sigmoid(h + 2)`` (Glow) or ``exp(tanh(h))`` (NIF authors).
+
+    ``max_log_scale > 0`` bounds it smoothly to ``(-max, max)`` (``max tanh(s / max)``): Glow's
+    sigmoid scale has no lower bound, so its inverse can expand without limit.
+    """
     if scale_fn == "sigmoid":
-        return jax.nn.log_sigmoid(h + 2.0)
-    if scale_fn == "exp_tanh":
-        return jnp.tanh(h)
-    raise ValueError(f"unknown scale_fn {scale_fn!r}; use 'sigmoid' or 'exp_tanh'")
+        log_scale = jax.nn.log_sigmoid(h + 2.0)
+    elif scale_fn == "exp_tanh":
+        log_scale = jnp.tanh(h)
+    else:
+        raise ValueError(f"unknown scale_fn {scale_fn!r}; use 'sigmoid' or 'exp_tanh'")
+    if max_log_scale > 0:
+        log_scale = max_log_scale * jnp.tanh(log_scale / max_log_scale)
+    return log_scale
 
 
 class PointwiseDense(nn.Module):
@@ -37,39 +46,48 @@ class PointwiseDense(nn.Module):
 
 
 class CouplingNet(nn.Module):
-    """3x3 conv, ReLU, 1x1 conv, ReLU, zero-initialised 3x3 conv: every step starts as identity."""
+    """3x3 conv, ReLU, 1x1 conv, ReLU, zero-initialised 3x3 conv: every step starts as identity.
+
+    ``spectral_cap > 0`` caps every kernel's spectral norm (``nif_zoo.layers.lipschitz``).
+    """
 
     hidden: int
     out_channels: int
+    spectral_cap: float = 0.0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = nn.relu(nn.Conv(self.hidden, (3, 3), padding="SAME", param_dtype=x.dtype)(x))
-        h = nn.relu(PointwiseDense(self.hidden)(h))
-        return nn.Conv(self.out_channels, (3, 3), padding="SAME", kernel_init=nn.initializers.zeros,
-                       param_dtype=x.dtype)(h)
+        conv = spectrally_capped(nn.Conv, self.spectral_cap)
+        dense = spectrally_capped(PointwiseDense, self.spectral_cap)
+        h = nn.relu(conv(self.hidden, (3, 3), padding="SAME", param_dtype=x.dtype, name="Conv_0")(x))
+        h = nn.relu(dense(self.hidden, name="PointwiseDense_0")(h))
+        return conv(self.out_channels, (3, 3), padding="SAME", kernel_init=nn.initializers.zeros,
+                    param_dtype=x.dtype, name="Conv_1")(h)
 
 
 class MLPNet(nn.Module):
-    """Two hidden ReLU layers and a zero-initialised output layer."""
+    """Two hidden ReLU layers and a zero-initialised output layer (``spectral_cap``: as above)."""
 
     hidden: int
     out_features: int
+    spectral_cap: float = 0.0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = nn.relu(nn.Dense(self.hidden, param_dtype=x.dtype)(x))
-        h = nn.relu(nn.Dense(self.hidden, param_dtype=x.dtype)(h))
-        return nn.Dense(self.out_features, kernel_init=nn.initializers.zeros, param_dtype=x.dtype)(h)
+        dense = spectrally_capped(nn.Dense, self.spectral_cap)
+        h = nn.relu(dense(self.hidden, param_dtype=x.dtype, name="Dense_0")(x))
+        h = nn.relu(dense(self.hidden, param_dtype=x.dtype, name="Dense_1")(h))
+        return dense(self.out_features, kernel_init=nn.initializers.zeros, param_dtype=x.dtype,
+                     name="Dense_2")(h)
 
 
-def _couple(x, net_out, inverse, additive, scale_fn):
+def _couple(x, net_out, inverse, additive, scale_fn, max_log_scale=0.0):
     x_a, x_b = split_channels(x)
     if additive:
         shift, log_scale = net_out, jnp.zeros_like(net_out)
     else:
         shift, raw = split_channels(net_out)
-        log_scale = log_scale_of(raw, scale_fn)
+        log_scale = log_scale_of(raw, scale_fn, max_log_scale)
     if inverse:
         y_b = x_b * jnp.exp(-log_scale) - shift
         return jnp.concatenate([x_a, y_b], -1), -batch_sum(log_scale)
@@ -78,22 +96,28 @@ def _couple(x, net_out, inverse, additive, scale_fn):
 
 
 class AffineCoupling(nn.Module, Bijector):
-    """Image coupling: ``y_b = (x_b + m) * scale`` with ``(m, log scale) = NN(x_a)``."""
+    """Image coupling: ``y_b = (x_b + m) * scale`` with ``(m, log scale) = NN(x_a)``.
+
+    Stability controls (off at 0): ``max_log_scale`` bounds the log-scale, ``spectral_cap`` the
+    spectral norm of the network's kernels.
+    """
 
     hidden: int = 256
     additive: bool = False
     scale_fn: ScaleFn = "sigmoid"
+    max_log_scale: float = 0.0
+    spectral_cap: float = 0.0
     rank: ClassVar[int] = 4
 
     def _net(self, out_features: int) -> nn.Module:
-        return CouplingNet(self.hidden, out_features, name="net")
+        return CouplingNet(self.hidden, out_features, self.spectral_cap, name="net")
 
     @nn.compact
     def __call__(self, x: jax.Array, inverse: bool = False):
         check_rank(x, self.rank, type(self).__name__)
         x_a, x_b = split_channels(x)
         net_out = self._net(x_b.shape[-1] * (1 if self.additive else 2))(x_a)
-        return _couple(x, net_out, inverse, self.additive, self.scale_fn)
+        return _couple(x, net_out, inverse, self.additive, self.scale_fn, self.max_log_scale)
 
 
 class FlatAffineCoupling(AffineCoupling):
@@ -102,4 +126,4 @@ class FlatAffineCoupling(AffineCoupling):
     rank: ClassVar[int] = 2
 
     def _net(self, out_features: int) -> nn.Module:
-        return MLPNet(self.hidden, out_features, name="net")
+        return MLPNet(self.hidden, out_features, self.spectral_cap, name="net")
