@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from nif_zoo.diagnostics import record
 from nif_zoo.layers.actnorm import ActNorm
 from nif_zoo.layers.base import Bijector, check_rank
 from nif_zoo.layers.coupling import AffineCoupling, ScaleFn
@@ -40,6 +41,7 @@ class FlowStep(nn.Module, Bijector):
         log_det = jnp.zeros(x.shape[:1], x.dtype)
         for layer in reversed(layers) if inverse else layers:
             x, ld = layer(x, inverse=inverse)
+            record(self, f"{layer.name}_log_det", lambda ld=ld: ld)
             log_det = log_det + ld
         return x, log_det
 
@@ -96,7 +98,8 @@ class Glow(nn.Module, Bijector):
 
     def _steps(self, level: int, inverse: bool):
         body = nn.remat(_ScanBody) if self.remat else _ScanBody
-        scanned = nn.scan(body, variable_axes={"params": 0, "losses": 0}, split_rngs={"params": True},
+        scanned = nn.scan(body, variable_axes={"params": 0, "losses": 0, "diagnostics": 0},
+                          split_rngs={"params": True},
                           length=self.steps, reverse=inverse,
                           unroll=self.steps if self.unroll else 1)
         step = dict(hidden=self.hidden, additive=self.additive, scale_fn=self.scale_fn, lu=self.lu,
@@ -128,6 +131,7 @@ class Glow(nn.Module, Bijector):
                 split = self._split(level)
                 if split is not None:
                     x, ld = split(x)
+                    record(self, f"split{level}_log_det", lambda ld=ld: ld)
                     log_det = log_det + ld
                 keep = x.shape[-1] - x.shape[-1] // 2
                 pieces.append(x[..., keep:].reshape(x.shape[0], -1))

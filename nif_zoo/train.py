@@ -24,6 +24,7 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from nif_zoo import data as datasets
+from nif_zoo import diagnostics
 from nif_zoo.config import ModelConfig
 from nif_zoo.layers.preprocess import dequantize, quantize_pixels
 from nif_zoo.models import FlowModel
@@ -43,6 +44,14 @@ class TrainMetrics(metrics.Collection):
     bits_per_dim: metrics.Average.from_output("bits_per_dim")
     grad_norm: metrics.Average.from_output("grad_norm")
     skipped: metrics.Average.from_output("skipped")
+
+
+@flax.struct.dataclass
+class SelfNormTrainMetrics(metrics.Collection):
+    bits_per_dim: metrics.Average.from_output("bits_per_dim")
+    grad_norm: metrics.Average.from_output("grad_norm")
+    skipped: metrics.Average.from_output("skipped")
+    reconstruction: metrics.Average.from_output("reconstruction")
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
@@ -95,9 +104,17 @@ def create_train_state(config, model: FlowModel, init_images: np.ndarray, rng: j
                              nonfinite=jnp.zeros((), jnp.int32))
 
 
-def train_step(state: TrainState, images: jax.Array, rng: jax.Array, n_bits: int, dim: int):
-    """One Adam step on mean bits/dim; a non-finite loss or gradient leaves the state unchanged."""
+def train_step(state: TrainState, images: jax.Array, rng: jax.Array, n_bits: int, dim: int,
+               reconstruction_weight: float | None = None):
+    """One Adam step on mean bits/dim; a non-finite loss or gradient leaves the state unchanged.
+
+    ``reconstruction_weight`` (lambda, for self-normalizing models; None otherwise) adds lambda
+    times the sum of the layers' sown reconstruction errors, weighed like ``-log p`` in nats per
+    example as in the paper (so divided by ``dim log 2`` beside bits/dim).
+    """
     x = to_model_input(jax.random.fold_in(rng, 0), images, n_bits)
+    if reconstruction_weight is not None:
+        return _selfnorm_train_step(state, x, rng, n_bits, dim, reconstruction_weight)
 
     def loss_fn(params):
         objective = state.apply_fn({"params": params}, x, jax.random.fold_in(rng, 1),
@@ -105,15 +122,33 @@ def train_step(state: TrainState, images: jax.Array, rng: jax.Array, n_bits: int
         return -jnp.mean(objective) / (dim * math.log(2.0)) + n_bits
 
     bpd, grads = jax.value_and_grad(loss_fn)(state.params)
+    return _apply_if_finite(state, bpd, grads, TrainMetrics, bits_per_dim=bpd)
+
+
+def _selfnorm_train_step(state: TrainState, x: jax.Array, rng: jax.Array, n_bits: int, dim: int,
+                         reconstruction_weight: float):
+    def loss_fn(params):
+        objective, sown = state.apply_fn({"params": params}, x, jax.random.fold_in(rng, 1),
+                                         method=FlowModel.objective, mutable=["losses"])
+        reconstruction = sum(jnp.sum(v) for v in jax.tree.leaves(sown))
+        bpd = -jnp.mean(objective) / (dim * math.log(2.0)) + n_bits
+        return bpd + reconstruction_weight * reconstruction / (dim * math.log(2.0)), (bpd, reconstruction)
+
+    (loss, (bpd, reconstruction)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    return _apply_if_finite(state, loss, grads, SelfNormTrainMetrics, bits_per_dim=bpd,
+                            reconstruction=reconstruction)
+
+
+def _apply_if_finite(state: TrainState, loss, grads, collection, **outputs):
+    """The Adam step unless the loss or a gradient is not finite; ``outputs`` become metrics."""
     grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(bpd) & jnp.isfinite(grad_norm)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     stepped = state.apply_gradients(grads=grads)
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), stepped, state)
     new_state = new_state.replace(step=state.step + 1, nonfinite=state.nonfinite + (~finite))
     skipped = (~finite).astype(jnp.float32)
-    return new_state, TrainMetrics.single_from_model_output(
-        bits_per_dim=jnp.where(finite, bpd, 0.0), grad_norm=jnp.where(finite, grad_norm, 0.0),
-        skipped=skipped)
+    outputs = {k: jnp.where(finite, v, 0.0) for k, v in {**outputs, "grad_norm": grad_norm}.items()}
+    return new_state, collection.single_from_model_output(skipped=skipped, **outputs)
 
 
 def eval_bits_per_dim(model: FlowModel, params, images: np.ndarray, rng: jax.Array,
@@ -215,7 +250,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
     state = jax.device_put(state, replicated)
-    step_fn = jax.jit(train_step, static_argnums=(3, 4), donate_argnums=(0,))
+    step_fn = jax.jit(train_step, static_argnums=(3, 4, 5), donate_argnums=(0,))
+    # lambda of the self-normalizing layers' reconstruction loss; None keeps the plain step
+    reconstruction_weight = (float(config.get("reconstruction_weight", 0.0))
+                             if mc.linear == "selfnorm" else None)
     writer = create_writer(workdir)
     start_step = int(state.step)
     if start_step >= config.num_steps:
@@ -230,7 +268,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         batch = jax.make_array_from_process_local_data(batch_sharding, batch)
         previous_nonfinite = int(state.nonfinite)
         state, step_metrics = step_fn(state, batch, jax.random.fold_in(step_rng, step), mc.n_bits,
-                                      mc.dim)
+                                      mc.dim, reconstruction_weight)
         history = step_metrics if history is None else history.merge(step_metrics)
         consecutive = consecutive + 1 if int(state.nonfinite) > previous_nonfinite else 0
         if consecutive >= config.max_nonfinite_steps:
@@ -246,6 +284,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         if done % config.eval_every == 0 or done == config.num_steps:
             test_bpd = eval_bits_per_dim(model, state.params, eval_images, eval_rng)
             writer.write_scalars(done, {"eval_bits_per_dim": float(test_bpd.mean())})
+        if config.get("diagnostics_every") and done % config.diagnostics_every == 0:
+            x = to_model_input(jax.random.fold_in(eval_rng, done), batch, mc.n_bits)
+            writer.write_scalars(done, {**diagnostics.summary(model, state.params, x),
+                                        "diagnostics/nonfinite_total": int(state.nonfinite)})
         time_up = config.time_limit_minutes and time.time() - started > 60 * config.time_limit_minutes
         if done % config.checkpoint_every == 0 or done == config.num_steps or time_up:
             manager.save(done, args=ocp.args.StandardSave(state))

@@ -28,7 +28,10 @@ from nif_zoo.layers.coupling import AffineCoupling, FlatAffineCoupling
 from nif_zoo.layers.invconv import InvConv1x1
 from nif_zoo.layers.preprocess import Logit
 from nif_zoo.layers.reshape import Permute, Reverse, Squeeze
+from nif_zoo.layers.selfnorm import SelfNormConv, SelfNormDense
+from nif_zoo.layers.smooth_leaky_relu import SmoothLeakyReLU
 from nif_zoo.layers.split import ConditionalSplit
+from nif_zoo.snf_flows import ConvFlow, DenseFlow
 
 BATCH = 3
 
@@ -88,6 +91,18 @@ LAYERS = {
                          (8, 8, 1), out_shape=(64,), bad_input=(2, 8, 8), eager="none",
                          init=lambda module, key, x: _init_learned_glow(module, key, x)),
     "flat_flow": Case(lambda: FlatFlow(num_layers=2, hidden=8), (6,), bad_input=(2, 3, 2)),
+    # self-normalizing layers: the exact inverse, since perturbation makes R no inverse of W
+    "selfnorm_dense": Case(lambda: SelfNormDense(exact_inverse=True), (5,), bad_input=(2, 5, 1)),
+    "selfnorm_conv1x1": Case(lambda: SelfNormConv(exact_inverse=True), (4, 4, 3), bad_input=(4, 4, 3)),
+    "selfnorm_conv3x3": Case(lambda: SelfNormConv(kernel_size=3, exact_inverse=True), (4, 3, 2),
+                             bad_input=(12, 2)),
+    "exact_conv3x3": Case(lambda: SelfNormConv(gradient="exact", kernel_size=3), (4, 3, 2),
+                          bad_input=(12, 2)),
+    "smooth_leaky_relu": Case(SmoothLeakyReLU, (5,)),
+    "snf_dense_flow": Case(lambda: DenseFlow((2, 2, 2), exact_inverse=True), (2, 2, 2), out_shape=(8,),
+                           bad_input=(2, 2, 2)),
+    "snf_conv_flow": Case(lambda: ConvFlow((4, 4, 1), blocks=2, layers_per_block=2, exact_inverse=True),
+                          (4, 4, 1), out_shape=(16,), bad_input=(4, 4, 1)),
 }
 
 

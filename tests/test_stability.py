@@ -7,9 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from nif_zoo import diagnostics
 from nif_zoo.config import ModelConfig
 from nif_zoo.layers.coupling import AffineCoupling, CouplingNet, MLPNet, log_scale_of
 from nif_zoo.layers.lipschitz import cap_kernel, largest_singular_value
+from nif_zoo.models import FlowModel
 
 
 @pytest.mark.parametrize("scale_fn", ["sigmoid", "exp_tanh"])
@@ -37,9 +39,9 @@ def test_cap_kernel_leaves_small_and_zero_kernels_alone():
     np.testing.assert_array_equal(cap_kernel(jnp.zeros((3, 8)), 1.0), jnp.zeros((3, 8)))
 
 
-def perturbed(params, scale, key=jax.random.key(2)):
+def perturbed(params, scale, seed=2):
     leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
     return tree.unflatten([leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
                            for leaf, k in zip(leaves, keys, strict=True)])
 
@@ -83,3 +85,35 @@ def test_old_configs_without_controls_load_with_controls_off():
     del old["max_log_scale"], old["spectral_cap"]
     config = ModelConfig.from_dict(old)
     assert config.max_log_scale == 0.0 and config.spectral_cap == 0.0
+
+
+def small_model_and_input():
+    config = ModelConfig(steps=2, hidden=8, split="learned", head="nif", latent_dim=8)
+    model = FlowModel(config)
+    x = jax.random.uniform(jax.random.key(0), (3, 28, 28, 1), jnp.float64) - 0.5
+    params = perturbed(model.init(jax.random.key(1), x)["params"], 0.05)
+    return model, params, x
+
+
+def test_per_layer_log_dets_add_up_to_the_backbone_log_det():
+    model, params, x = small_model_and_input()
+    layers = diagnostics.per_layer(model, params, x)
+    log_dets = [v for k, v in layers.items() if k.endswith("log_det")]
+    assert len(log_dets) == 2 * 2 * 3 + 1  # levels x steps x (actnorm, invconv, coupling) + split
+    y, _ = model.apply({"params": params}, x, method=lambda m, x: m.logit(x))
+    _, backbone_log_det = model.apply({"params": params}, y, method=lambda m, y: m.backbone(y))
+    np.testing.assert_allclose(sum(log_dets), backbone_log_det, rtol=1e-10)
+
+
+def test_singular_values_are_those_of_each_1x1_weight():
+    model, params, x = small_model_and_input()
+    layers = diagnostics.per_layer(model, params, x)
+    lu = params["backbone"]["level1"]["step"]["invconv"]["lu"]
+    step = jax.tree.map(lambda a: a[1], lu)
+    c = step["s"].shape[0]
+    w = (jnp.tril(step["lower"], -1) + jnp.eye(c)) @ (jnp.triu(step["upper"], 1) + jnp.diag(step["s"]))
+    np.testing.assert_allclose(layers["backbone/level1/step1/invconv/singular_values"],
+                               jnp.linalg.svd(w, compute_uv=False), rtol=1e-10)
+    summary = diagnostics.summary(model, params, x)
+    assert summary["diagnostics/backbone/level1/step1/invconv/singular_value_max"] == pytest.approx(
+        float(jnp.linalg.norm(w, 2)))

@@ -33,9 +33,16 @@ def load_params(path):
 
 def test_training_step_end_to_end_and_loss_goes_down(tmp_path):
     config = load_config("tiny")
-    config.update(num_steps=40, log_every=5, eval_every=20, checkpoint_every=20)
+    config.update(num_steps=40, log_every=5, eval_every=20, checkpoint_every=20, diagnostics_every=20)
     state = train.train_and_evaluate(config, tmp_path)
     assert int(state.step) == 40
+    diagnosed = [r for r in read_json_lines(tmp_path / "metrics.jsonl")
+                 if "diagnostics/nonfinite_total" in r]
+    assert [r["step"] for r in diagnosed] == [20, 40]
+    layer_keys = [k for k in diagnosed[-1] if k.startswith("diagnostics/backbone/")]
+    assert any(k.endswith("coupling_log_det_max") for k in layer_keys)
+    assert any(k.endswith("singular_value_min") for k in layer_keys)
+    assert all(np.isfinite(diagnosed[-1][k]) for k in layer_keys)
     rows = [r for r in read_json_lines(tmp_path / "metrics.jsonl") if "bits_per_dim" in r]
     assert rows[-1]["bits_per_dim"] < rows[0]["bits_per_dim"] - 0.2, rows
     assert all(np.isfinite(r["grad_norm"]) for r in rows)

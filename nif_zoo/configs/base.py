@@ -38,6 +38,7 @@ def get_config(dataset: str = "fmnist", head: str = "normal", latent_dim: int = 
     c.grad_clip = 5.0
     c.init_batch_size = 1000  # ActNorm statistics from about 1000 examples, as the authors did
     c.log_every = 100
+    c.diagnostics_every = 1000  # per-layer log-det ranges, 1x1 singular values (0: never)
     c.eval_every = 5000
     c.eval_examples = 1000
     c.checkpoint_every = 1000
@@ -46,6 +47,7 @@ def get_config(dataset: str = "fmnist", head: str = "normal", latent_dim: int = 
     c.time_limit_minutes = 0.0  # 0: no limit; else stop (with a checkpoint) after this long
     c.init_from = ""  # a zoo name, hf-hub: reference or directory to fine-tune from
     c.reinit_head = False  # with init_from: keep the backbone, start a fresh head
+    c.reconstruction_weight = 0.0  # lambda of self-normalizing layers' ||x - R W x||^2 (nats/example)
     return c
 
 

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from nif_zoo.diagnostics import record
 from nif_zoo.layers.base import Bijector, check_rank
 
 
@@ -45,6 +46,7 @@ class InvConv1x1(nn.Module, Bijector):
     def __call__(self, x: jax.Array, inverse: bool = False):
         check_rank(x, 4, "InvConv1x1")
         w, log_det_w = self._weight(x.shape[-1], x.dtype)
+        record(self, "singular_values", lambda: jnp.linalg.svd(w, compute_uv=False))
         log_det = jnp.broadcast_to(x.shape[1] * x.shape[2] * log_det_w, x.shape[:1])
         if inverse:
             return jnp.einsum("bhwc,dc->bhwd", x, jnp.linalg.inv(w)), -log_det
