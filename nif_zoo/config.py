@@ -20,7 +20,9 @@ class ModelConfig:
     ``backbone``: 'glow' (``levels`` x ``steps``); the Self Normalizing Flows paper's 'dense'
     (``steps`` D x D layers) or 'cnn' (``levels`` blocks of ``steps`` 3x3 convolutions, a
     squeeze between blocks). ``linear='selfnorm'`` trains their linear layers (Glow's 1x1
-    convolutions, which then need ``invconv='full'``) with self-normalizing gradients.
+    convolutions, which then need ``invconv='full'``) with self-normalizing gradients;
+    ``selfnorm_inverse`` says how those layers invert (sampling, decoding): through their learned
+    ``R`` ('approximate', the paper's default) or by a solve with ``W`` ('exact').
     """
 
     image_shape: tuple[int, int, int] = (28, 28, 1)
@@ -46,6 +48,7 @@ class ModelConfig:
     prior_hidden: int = 256
     backbone: Literal["glow", "dense", "cnn"] = "glow"
     linear: Literal["exact", "selfnorm"] = "exact"
+    selfnorm_inverse: Literal["approximate", "exact"] = "approximate"
 
     def __post_init__(self):
         object.__setattr__(self, "image_shape", tuple(self.image_shape))
@@ -58,6 +61,9 @@ class ModelConfig:
             )
         if self.backbone == "glow" and self.linear == "selfnorm" and self.invconv != "full":
             raise ValueError("a self-normalizing Glow learns full 1x1 kernels: set invconv='full'")
+        if self.selfnorm_inverse not in ("approximate", "exact"):
+            raise ValueError(
+                f"selfnorm_inverse must be 'approximate' or 'exact', got {self.selfnorm_inverse!r}")
         for control in ("max_log_scale", "spectral_cap"):
             if getattr(self, control) < 0:
                 raise ValueError(f"{control} must be >= 0 (0 turns it off), got {getattr(self, control)}")
