@@ -17,6 +17,10 @@ PIPELINE_TAG = "unconditional-image-generation"
 PAPER_URL = "https://arxiv.org/abs/2006.13070"
 PAPER = f"[Normalizing Flows Across Dimensions]({PAPER_URL}) (Cunningham et al., 2020)"
 
+SNF_TAGS = ["normalizing-flows", "self-normalizing-flows", "jax", "flax"]
+SNF_PAPER = "[Self Normalizing Flows](https://arxiv.org/abs/2011.07248) (Keller et al., ICML 2021)"
+SNF_MODELS = {"dense": "2-layer dense flow", "cnn": "9-layer CNN flow", "glow": "Glow-like flow"}
+
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "celeba": "CelebA"}
 
 # Bits/dim the paper reports, keyed by model label (see `model_label`).
@@ -54,6 +58,24 @@ def model_label(config: ModelConfig) -> str:
     return f"{prefix}-{config.latent_dim}"
 
 
+def snf_label(config: ModelConfig) -> str | None:
+    """The Self Normalizing Flows study's name for a model, None for the NIF paper's models.
+
+    The study's models are 8-bit, or have the paper's dense/CNN backbones or self-normalizing
+    layers; the NIF paper's figures (3 or 5 bits) say nothing about them.
+    """
+    if config.backbone == "glow" and config.linear == "exact" and config.n_bits < 8:
+        return None
+    gradient = "self-normalizing" if config.linear == "selfnorm" else "exact-gradient twin"
+    return f"{SNF_MODELS[config.backbone]}, {gradient}"
+
+
+def card_tags(config: ModelConfig) -> list[str]:
+    if snf_label(config) is None:
+        return list(TAGS)
+    return [*SNF_TAGS, "glow"] if config.backbone == "glow" else list(SNF_TAGS)
+
+
 def render_card(name: str, entry: Mapping[str, Any]) -> str:
     """Render the model card (YAML front matter plus Markdown body) of one manifest entry."""
     config = ModelConfig.from_dict(entry["architecture"])
@@ -61,7 +83,7 @@ def render_card(name: str, entry: Mapping[str, Any]) -> str:
     metadata = ModelCardData(
         library_name="nif_zoo",
         license="apache-2.0",
-        tags=list(TAGS),
+        tags=card_tags(config),
         datasets=[dataset],
         metrics=["bits_per_dim"],
         pipeline_tag=PIPELINE_TAG,
@@ -71,13 +93,13 @@ def render_card(name: str, entry: Mapping[str, Any]) -> str:
     sections = [
         _header(name, entry),
         _model_section(config, entry),
-        _intended_use_section(),
+        _intended_use_section(SNF_PAPER if snf_label(config) else PAPER),
         _training_section(name, entry),
         _evaluation_section(name, entry, config),
         entry.get("notes", ""),
         _samples_section(entry),
-        _limitations_section(entry),
-        _citation_section(),
+        _limitations_section(entry, config),
+        _citation_section(SNF_PAPER if snf_label(config) else PAPER),
     ]
     body = "\n\n".join(section.strip() for section in sections if section) + "\n"
     return str(ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n{body}"))
@@ -156,21 +178,33 @@ def _model_section(config: ModelConfig, entry: Mapping[str, Any]) -> str:
     data = entry["data"]
     h, w, c = config.image_shape
     head = (
-        "standard normal prior (a plain Glow flow)"
+        f"standard normal prior (a plain {'Glow ' if config.backbone == 'glow' else ''}flow)"
         if config.head == "normal"
         else f"{model_label(config)} prior: latent dimension {config.latent_dim}, "
         f"`{config.noise}` Gaussian noise, prior network {config.prior_layers} layers x "
         f"{config.prior_hidden} hidden"
     )
+    backbone = {
+        "dense": f"{config.steps} dense {config.dim} x {config.dim} linear layers, smooth leaky ReLUs "
+                 "between",
+        "cnn": f"{config.levels} blocks of {config.steps} 3x3 convolutions, a squeeze between blocks, "
+               "smooth leaky ReLUs between",
+    }.get(config.backbone, f"Glow, {config.levels} levels x {config.steps} steps, "
+                           f"{config.hidden} hidden channels, {config.coupling} coupling "
+                           f"(scale `{config.scale_fn}`), `{config.invconv}` 1x1 convolutions, "
+                           f"`{config.split}` split")
+    linear = ("self-normalizing: trained with the learned inverse R in place of W^-1; inverted "
+              f"{'exactly' if config.selfnorm_inverse == 'exact' else 'through R'}"
+              if config.linear == "selfnorm" else "exact gradients (autodiff through slogdet)")
+    label = snf_label(config)
     return "\n".join(
         [
             "## Model",
             "",
+            f"- Paper model: **{label}** of {SNF_PAPER}" if label else
             f"- Paper model: **{model_label(config)}** on {DATASET_NAMES[data['dataset']]}",
-            f"- Backbone: Glow, {config.levels} levels x {config.steps} steps, "
-            f"{config.hidden} hidden channels, {config.coupling} coupling "
-            f"(scale `{config.scale_fn}`), `{config.invconv}` 1x1 convolutions, "
-            f"`{config.split}` split",
+            f"- Backbone: {backbone}",
+            *([f"- Linear layers: {linear}"] if label else []),
             f"- Head: {head}",
             f"- Data: {h}x{w}x{c} images at {config.n_bits} bits; {data['preprocessing']}",
             f"- Split: {data['split']}",
@@ -178,14 +212,18 @@ def _model_section(config: ModelConfig, entry: Mapping[str, Any]) -> str:
     )
 
 
-def _intended_use_section() -> str:
+def _intended_use_section(paper: str) -> str:
+    topic, comparison = (
+        ("normalizing flows across dimensions", "full-dimensional flows with noisy injective flows")
+        if paper == PAPER else ("normalizing flows", "self-normalizing training with exact gradients")
+    )
     return "\n".join(
         [
             "## Intended use",
             "",
-            "Research on density estimation and normalizing flows across dimensions: "
-            f"reproducing and extending {PAPER}, comparing bits/dim and samples "
-            "of full-dimensional flows with noisy injective flows, and as a baseline for "
+            f"Research on density estimation and {topic}: "
+            f"reproducing and extending {paper}, comparing bits/dim and samples "
+            f"of {comparison}, and as a baseline for "
             "related work. It is not meant for decisions about people, nor as an "
             "out-of-distribution or anomaly detector.",
         ]
@@ -207,22 +245,21 @@ def _training_section(name: str, entry: Mapping[str, Any]) -> str:
 
 def _evaluation_section(name: str, entry: Mapping[str, Any], config: ModelConfig) -> str:
     dataset = entry["data"]["dataset"]
-    command = entry["metrics_command"] or f"nif-zoo bench {name}"
     recipe = entry["status"] == "recipe"
-    lines = [
-        "## How to evaluate it" if recipe else "## How it was evaluated",
-        "",
-        "```bash",
-        command,
-        "```",
-        "",
-    ]
+    command = entry["metrics_command"] or (f"nif-zoo bench {name}" if recipe or not snf_label(config) else "")
+    lines = ["## How to evaluate it" if recipe else "## How it was evaluated", ""]
+    if command:
+        lines += ["```bash", command, "```", ""]
     if entry["metrics"]:
         lines += ["| metric | value |", "| --- | --- |"]
         lines += [f"| {metric} | {value:g} |" for metric, value in sorted(entry["metrics"].items())]
-    else:
+    elif recipe:
         lines.append("No figures yet: nothing has been trained under this name.")
-    lines += ["", _paper_figures(dataset, model_label(config))]
+    else:
+        lines.append("Not measured by `nif-zoo bench`: the figures below come from the training run"
+                     + (" and the notes." if entry.get("notes") else "."))
+    if not snf_label(config):
+        lines += ["", _paper_figures(dataset, model_label(config))]
     return "\n".join(lines)
 
 
@@ -262,7 +299,7 @@ def _samples_section(entry: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _limitations_section(entry: Mapping[str, Any]) -> str:
+def _limitations_section(entry: Mapping[str, Any], config: ModelConfig) -> str:
     lines = [
         "## Limitations",
         "",
@@ -273,6 +310,11 @@ def _limitations_section(entry: Mapping[str, Any]) -> str:
         "- Compare NF and NIF figures only when measured the same way: same `n_bits`, "
         "preprocessing and evaluation command.",
     ]
+    if config.linear == "selfnorm" and config.selfnorm_inverse == "approximate":
+        lines.append(
+            "- Samples and decodings go through the learned inverse R, only approximately W^-1: load "
+            "with `selfnorm_inverse='exact'` in the architecture to invert by solves with W."
+        )
     if entry["data"]["dataset"] == "celeba":
         lines.append(
             "- CelebA shows faces of celebrities; samples may reproduce its demographic biases."
@@ -282,5 +324,5 @@ def _limitations_section(entry: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _citation_section() -> str:
-    return "\n".join(["## Reference", "", PAPER])
+def _citation_section(paper: str) -> str:
+    return "\n".join(["## Reference", "", paper])

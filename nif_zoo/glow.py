@@ -28,12 +28,14 @@ class FlowStep(nn.Module, Bijector):
     max_log_scale: float = 0.0
     spectral_cap: float = 0.0
     selfnorm: bool = False
+    selfnorm_exact_inverse: bool = False  # invert the self-normalizing 1x1 by a solve, not R
 
     @nn.compact
     def __call__(self, x: jax.Array, inverse: bool = False):
         layers = [
             ActNorm(name="actnorm"),
-            (SelfNormConv(kernel_size=1, use_bias=False, name="invconv") if self.selfnorm
+            (SelfNormConv(kernel_size=1, use_bias=False, exact_inverse=self.selfnorm_exact_inverse,
+                          name="invconv") if self.selfnorm
              else InvConv1x1(lu=self.lu, name="invconv")),
             AffineCoupling(self.hidden, self.additive, self.scale_fn, self.max_log_scale,
                            self.spectral_cap, name="coupling"),
@@ -95,6 +97,7 @@ class Glow(nn.Module, Bijector):
     max_log_scale: float = 0.0
     spectral_cap: float = 0.0
     selfnorm: bool = False
+    selfnorm_exact_inverse: bool = False
 
     def _steps(self, level: int, inverse: bool):
         body = nn.remat(_ScanBody) if self.remat else _ScanBody
@@ -104,7 +107,7 @@ class Glow(nn.Module, Bijector):
                           unroll=self.steps if self.unroll else 1)
         step = dict(hidden=self.hidden, additive=self.additive, scale_fn=self.scale_fn, lu=self.lu,
                     max_log_scale=self.max_log_scale, spectral_cap=self.spectral_cap,
-                    selfnorm=self.selfnorm)
+                    selfnorm=self.selfnorm, selfnorm_exact_inverse=self.selfnorm_exact_inverse)
         return scanned(step, inverse, name=f"level{level}")
 
     def _split(self, level: int):

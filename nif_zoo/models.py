@@ -30,16 +30,17 @@ def build_head(config: ModelConfig) -> nn.Module:
 
 def build_backbone(config: ModelConfig) -> nn.Module:
     c = config
+    exact_inverse = c.selfnorm_inverse == "exact"
     if c.backbone == "dense":
-        return DenseFlow(c.image_shape, c.steps, gradient=c.linear)
+        return DenseFlow(c.image_shape, c.steps, gradient=c.linear, exact_inverse=exact_inverse)
     if c.backbone == "cnn":
-        return ConvFlow(c.image_shape, c.levels, c.steps, gradient=c.linear)
+        return ConvFlow(c.image_shape, c.levels, c.steps, gradient=c.linear, exact_inverse=exact_inverse)
     if c.backbone != "glow":
         raise ValueError(f"unknown backbone {c.backbone!r}; use 'glow', 'dense' or 'cnn'")
     return Glow(c.image_shape, c.levels, c.steps, c.hidden, c.coupling == "additive",
                 c.scale_fn, c.invconv == "lu", c.split, c.remat, c.unroll,
                 max_log_scale=c.max_log_scale, spectral_cap=c.spectral_cap,
-                selfnorm=c.linear == "selfnorm")
+                selfnorm=c.linear == "selfnorm", selfnorm_exact_inverse=exact_inverse)
 
 
 class FlowModel(nn.Module):

@@ -60,7 +60,13 @@ def figures(model: Pretrained, workdir: Path, out: Path, bench: dict | None, ste
     originals = datasets.load_fashion_mnist("test")[0][:10]
     rows = [quantized(originals, model.config.n_bits), model.to_images(model.project(originals))]
     written["reconstructions.png"] = plots.sweep_grid(
-        rows, ["test image", "projection"], f"{model.name}: encode then project onto the manifold")
+        rows, ["test image", "projection" if nif else "g(f(x))"],
+        f"{model.name}: " + ("encode then project onto the manifold" if nif else "encode then decode"))
+    if model.config.linear == "selfnorm":
+        exact = Pretrained(model.config.replace(selfnorm_inverse="exact"), model.params, model.name)
+        rows = [model.sample(key, 10, t=1.0), exact.sample(key, 10, t=1.0)]
+        written["inverse_r_vs_exact.png"] = plots.sweep_grid(
+            rows, ["through R", "exact inverse"], f"{model.name}: samples (t=1), same latents")
     curve = [r for r in read_json_lines(Path(workdir) / "metrics.jsonl") if r["step"] <= step]
     train = [(r["step"], r["bits_per_dim"]) for r in curve if "bits_per_dim" in r]
     test = [(r["step"], r["eval_bits_per_dim"]) for r in curve if "eval_bits_per_dim" in r]

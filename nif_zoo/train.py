@@ -60,15 +60,18 @@ def write_json_atomic(path: Path, value: Any) -> None:
     os.replace(tmp, path)
 
 
-def load_workdir(workdir: str | Path):
-    """``(config, params, step)`` of the newest checkpoint in a training workdir."""
+def load_workdir(workdir: str | Path, step: int | None = None):
+    """``(config, params, step)`` of the newest checkpoint in a training workdir (or of ``step``)."""
     workdir = Path(workdir)
     if not (workdir / "config.json").exists():
         raise FileNotFoundError(f"{workdir} is not a training workdir (no config.json)")
     config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
     model = FlowModel(model_config(config))
     manager = checkpoint_manager(workdir, config)
-    step = manager.latest_step()
+    if step is not None and step not in manager.all_steps():
+        raise FileNotFoundError(f"{workdir / 'checkpoints'} holds no checkpoint of step {step} "
+                                f"(it has {sorted(manager.all_steps())})")
+    step = manager.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"{workdir / 'checkpoints'} holds no checkpoint yet")
     images = np.zeros((2, *model.config.image_shape), np.uint8)

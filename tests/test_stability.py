@@ -117,3 +117,23 @@ def test_singular_values_are_those_of_each_1x1_weight():
     summary = diagnostics.summary(model, params, x)
     assert summary["diagnostics/backbone/level1/step1/invconv/singular_value_max"] == pytest.approx(
         float(jnp.linalg.norm(w, 2)))
+
+
+@pytest.mark.parametrize("net", ["conv", "mlp"])
+def test_a_cap_above_every_kernel_norm_changes_nothing(net):
+    if net == "conv":
+        x = jax.random.normal(jax.random.key(7), (2, 4, 4, 2), jnp.float64)
+        plain, capped = CouplingNet(8, 4), CouplingNet(8, 4, spectral_cap=1e6)
+    else:
+        x = jax.random.normal(jax.random.key(7), (2, 6), jnp.float64)
+        plain, capped = MLPNet(8, 6), MLPNet(8, 6, spectral_cap=1e6)
+    params = perturbed(plain.init(jax.random.key(8), x), 0.3)
+    np.testing.assert_allclose(capped.apply(params, x), plain.apply(params, x), rtol=1e-12)
+
+
+def test_diagnostics_run_on_a_model_with_the_controls_on():
+    config = ModelConfig(steps=2, hidden=8, split="learned", spectral_cap=1.0, max_log_scale=0.5)
+    model = FlowModel(config)
+    x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1), jnp.float64) - 0.5
+    params = model.init(jax.random.key(1), x)["params"]
+    assert all(np.isfinite(v) for v in diagnostics.summary(model, params, x).values())

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from nif_zoo.layers.base import Bijector, batch_sum, check_rank, split_channels
-from nif_zoo.layers.lipschitz import spectrally_capped
+from nif_zoo.layers.lipschitz import CappedConv, CappedDense
 
 ScaleFn = Literal["sigmoid", "exp_tanh"]
 
@@ -57,12 +57,19 @@ class CouplingNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        conv = spectrally_capped(nn.Conv, self.spectral_cap)
-        dense = spectrally_capped(PointwiseDense, self.spectral_cap)
-        h = nn.relu(conv(self.hidden, (3, 3), padding="SAME", param_dtype=x.dtype, name="Conv_0")(x))
-        h = nn.relu(dense(self.hidden, name="PointwiseDense_0")(h))
-        return conv(self.out_channels, (3, 3), padding="SAME", kernel_init=nn.initializers.zeros,
-                    param_dtype=x.dtype, name="Conv_1")(h)
+        cap = self.spectral_cap
+        if cap > 0:  # same parameter names and shapes as the plain layers below
+            layers = (CappedConv(self.hidden, (3, 3), cap, name="Conv_0"),
+                      CappedDense(self.hidden, cap, name="PointwiseDense_0"),
+                      CappedConv(self.out_channels, (3, 3), cap, zero_init=True, name="Conv_1"))
+        else:
+            layers = (nn.Conv(self.hidden, (3, 3), padding="SAME", param_dtype=x.dtype),
+                      PointwiseDense(self.hidden),
+                      nn.Conv(self.out_channels, (3, 3), padding="SAME",
+                              kernel_init=nn.initializers.zeros, param_dtype=x.dtype))
+        h = nn.relu(layers[0](x))
+        h = nn.relu(layers[1](h))
+        return layers[2](h)
 
 
 class MLPNet(nn.Module):
@@ -74,11 +81,17 @@ class MLPNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        dense = spectrally_capped(nn.Dense, self.spectral_cap)
-        h = nn.relu(dense(self.hidden, param_dtype=x.dtype, name="Dense_0")(x))
-        h = nn.relu(dense(self.hidden, param_dtype=x.dtype, name="Dense_1")(h))
-        return dense(self.out_features, kernel_init=nn.initializers.zeros, param_dtype=x.dtype,
-                     name="Dense_2")(h)
+        cap = self.spectral_cap
+        if cap > 0:
+            layers = (CappedDense(self.hidden, cap, name="Dense_0"),
+                      CappedDense(self.hidden, cap, name="Dense_1"),
+                      CappedDense(self.out_features, cap, zero_init=True, name="Dense_2"))
+        else:
+            layers = (nn.Dense(self.hidden, param_dtype=x.dtype), nn.Dense(self.hidden, param_dtype=x.dtype),
+                      nn.Dense(self.out_features, kernel_init=nn.initializers.zeros, param_dtype=x.dtype))
+        h = nn.relu(layers[0](x))
+        h = nn.relu(layers[1](h))
+        return layers[2](h)
 
 
 def _couple(x, net_out, inverse, additive, scale_fn, max_log_scale=0.0):

@@ -8,8 +8,6 @@ Miyato et al.'s spectral normalisation) bounds the network by the product of the
 
 from __future__ import annotations
 
-import functools
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -37,20 +35,34 @@ def cap_kernel(kernel: jax.Array, cap: float) -> jax.Array:
     return kernel * (cap / jnp.maximum(sigma, cap))
 
 
-def _cap_params(variables: dict, cap: float) -> dict:
-    params = variables.get("params", {})
-    if "kernel" not in params:
-        return variables
-    return {**variables, "params": {**params, "kernel": cap_kernel(params["kernel"], cap)}}
+class CappedDense(nn.Module):
+    """``x @ cap_kernel(kernel) + bias``: ``nn.Dense``'s parameters, its spectral norm capped."""
+
+    features: int
+    cap: float
+    zero_init: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
+        kernel = self.param("kernel", init, (x.shape[-1], self.features), x.dtype)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), x.dtype)
+        return jnp.dot(x, cap_kernel(kernel, self.cap)) + bias
 
 
-def spectrally_capped(module_class: type[nn.Module], cap: float) -> type[nn.Module]:
-    """``module_class`` whose ``kernel`` parameter is read through :func:`cap_kernel`.
+class CappedConv(nn.Module):
+    """A 'SAME' convolution with ``nn.Conv``'s parameters, its spectral norm capped."""
 
-    The parameter tree is unchanged (the stored kernel is the uncapped one); ``cap <= 0`` returns
-    ``module_class`` itself.
-    """
-    if cap <= 0:
-        return module_class
-    return nn.map_variables(module_class, "params", trans_in_fn=functools.partial(_cap_params, cap=cap),
-                            init=True)
+    features: int
+    kernel_size: tuple[int, int]
+    cap: float
+    zero_init: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
+        kernel = self.param("kernel", init, (*self.kernel_size, x.shape[-1], self.features), x.dtype)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), x.dtype)
+        y = jax.lax.conv_general_dilated(x, cap_kernel(kernel, self.cap), (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + bias
