@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from nif_zoo.layers.base import Bijector, batch_sum, check_rank, split_channels
-from nif_zoo.layers.lipschitz import CappedConv, CappedDense
+from nif_zoo.layers.lipschitz import CappedConv, cap_kernel
 
 ScaleFn = Literal["sigmoid", "exp_tanh"]
 
@@ -32,16 +32,22 @@ def log_scale_of(h: jax.Array, scale_fn: ScaleFn, max_log_scale: float = 0.0) ->
 
 
 class PointwiseDense(nn.Module):
-    """A 1x1 convolution as a matrix product over the last axis (about 2x nn.Conv on CPU)."""
+    """A 1x1 convolution as a matrix product over the last axis (about 2x nn.Conv on CPU).
+
+    ``spectral_cap > 0`` caps the kernel's spectral norm (``nif_zoo.layers.lipschitz``).
+    """
 
     features: int
     zero_init: bool = False
+    spectral_cap: float = 0.0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
         kernel = self.param("kernel", init, (x.shape[-1], self.features), x.dtype)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), x.dtype)
+        if self.spectral_cap > 0:
+            kernel = cap_kernel(kernel, self.spectral_cap)
         return jnp.dot(x, kernel) + bias
 
 
@@ -60,7 +66,7 @@ class CouplingNet(nn.Module):
         cap = self.spectral_cap
         if cap > 0:  # same parameter names and shapes as the plain layers below
             layers = (CappedConv(self.hidden, (3, 3), cap, name="Conv_0"),
-                      CappedDense(self.hidden, cap, name="PointwiseDense_0"),
+                      PointwiseDense(self.hidden, spectral_cap=cap, name="PointwiseDense_0"),
                       CappedConv(self.out_channels, (3, 3), cap, zero_init=True, name="Conv_1"))
         else:
             layers = (nn.Conv(self.hidden, (3, 3), padding="SAME", param_dtype=x.dtype),
@@ -83,9 +89,9 @@ class MLPNet(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         cap = self.spectral_cap
         if cap > 0:
-            layers = (CappedDense(self.hidden, cap, name="Dense_0"),
-                      CappedDense(self.hidden, cap, name="Dense_1"),
-                      CappedDense(self.out_features, cap, zero_init=True, name="Dense_2"))
+            layers = (PointwiseDense(self.hidden, spectral_cap=cap, name="Dense_0"),
+                      PointwiseDense(self.hidden, spectral_cap=cap, name="Dense_1"),
+                      PointwiseDense(self.out_features, True, cap, name="Dense_2"))
         else:
             layers = (nn.Dense(self.hidden, param_dtype=x.dtype), nn.Dense(self.hidden, param_dtype=x.dtype),
                       nn.Dense(self.out_features, kernel_init=nn.initializers.zeros, param_dtype=x.dtype))

@@ -35,21 +35,6 @@ def cap_kernel(kernel: jax.Array, cap: float) -> jax.Array:
     return kernel * (cap / jnp.maximum(sigma, cap))
 
 
-class CappedDense(nn.Module):
-    """``x @ cap_kernel(kernel) + bias``: ``nn.Dense``'s parameters, its spectral norm capped."""
-
-    features: int
-    cap: float
-    zero_init: bool = False
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
-        kernel = self.param("kernel", init, (x.shape[-1], self.features), x.dtype)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), x.dtype)
-        return jnp.dot(x, cap_kernel(kernel, self.cap)) + bias
-
-
 class CappedConv(nn.Module):
     """A 'SAME' convolution with ``nn.Conv``'s parameters, its spectral norm capped."""
 
