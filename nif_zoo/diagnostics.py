@@ -19,7 +19,7 @@ COLLECTION = "diagnostics"
 
 def record(module: nn.Module, name: str, compute) -> None:
     """Sows ``compute()`` under ``name`` when diagnostics are being collected (else skips it)."""
-    if module.is_mutable_collection(COLLECTION):
+    if module.is_mutable_collection(COLLECTION) and not module.is_initializing():
         module.sow(COLLECTION, name, compute())
 
 
