@@ -219,6 +219,10 @@ def _read_folder(folder: Path, name: str) -> Pretrained:
         raise IncompatibleCheckpointError(
             f"{folder} was written with checkpoint format {version}; this nif_zoo reads format "
             f"{FORMAT_VERSION}. Install the nif_zoo version that wrote it, or re-export it.")
+    if isinstance(meta.get("model"), dict) and meta["model"].get("kind") == "hvae":
+        from nif_zoo.hyperbolic.pretrained import read_folder  # VAEs with a hyperbolic latent
+
+        return read_folder(folder, meta, name or folder.name)
     try:
         config = ModelConfig.from_dict(meta["model"])
     except (TypeError, ValueError) as error:

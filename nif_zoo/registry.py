@@ -144,8 +144,16 @@ def validate_entry(name: str, entry: Any, root: Path) -> None:
     if entry["metrics_command"] is not None and not isinstance(entry["metrics_command"], str):
         raise fail("metrics_command", "must be a string or null")
 
-    config = _check_architecture(entry["architecture"], fail)
-    _check_data(entry["data"], config, fail)
+    if isinstance(entry["architecture"], dict) and entry["architecture"].get("kind") == "hvae":
+        from nif_zoo.hyperbolic.config import check_registry_entry  # VAEs with a hyperbolic latent
+
+        try:
+            check_registry_entry(entry["architecture"], entry["data"])
+        except (TypeError, ValueError) as err:
+            raise fail("architecture", f"is not a valid hvae entry: {err}") from err
+    else:
+        config = _check_architecture(entry["architecture"], fail)
+        _check_data(entry["data"], config, fail)
 
     if not isinstance(entry["hf_repo"], str) or not _REPO_ID.fullmatch(entry["hf_repo"]):
         raise fail("hf_repo", f"must look like 'org/name', got {entry['hf_repo']!r}")
