@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
-
-import jax
-import numpy as np
 
 import nif_zoo
 from benchmarks import _timing
+from nif_zoo.hyperbolic import bench as vae_bench
 from nif_zoo.hyperbolic import config as configs
-from nif_zoo.hyperbolic import data, train
-from nif_zoo.hyperbolic.plots import poincare_disk
+from nif_zoo.hyperbolic import train
+from nif_zoo.hyperbolic.plots import latent_figure
 
 POSTERIORS = {"euclidean": "Euclidean + NC", "wrapped": "H-VAE", "tc": "H-VAE + TC", "whc": "H-VAE + WHC"}
 NOTES = Path(__file__).resolve().parent / "notes"
@@ -46,31 +43,21 @@ def ensure_trained(runs: Path, dataset: str, posterior: str, latent: int, steps:
     return workdir
 
 
-def evaluate(workdir: Path, rows: np.ndarray, k: int) -> dict:
-    model = nif_zoo.load(str(workdir / "model"))
-    started = time.time()
-    log_p = model.log_prob(rows, rng=jax.random.key(1), k=k)
+def evaluate(workdir: Path, k: int, test_limit: int | None) -> dict:
+    """The IS figures of ``nif-zoo bench`` (same draws) with the run's training record."""
+    figures = vae_bench.run(nif_zoo.load(str(workdir / "model")), workdir.name, k, test_limit)
     result = json.loads((workdir / "result.json").read_text())
-    return {"name": workdir.name, "log_likelihood": float(log_p.mean()),
-            "standard_error": float(log_p.std(ddof=1) / np.sqrt(len(log_p))),
-            "test_examples": len(rows), "k": k, "eval_seconds": time.time() - started,
+    return {"name": workdir.name, "log_likelihood": figures["log_likelihood"]["mean"],
+            "standard_error": figures["log_likelihood"]["stderr"],
+            "test_examples": figures["test_examples"], "k": k, "eval_seconds": figures["seconds"],
             "test_elbo": result.get("test_elbo"), "radius": result.get("radius"),
             "train_seconds": result["train_seconds"], "steps": result["step"],
             "steps_per_sec": result["steps_per_sec"]}
 
 
-def poincare_figure(workdir: Path, dataset: str, output: Path) -> None:
+def poincare_figure(workdir: Path, output: Path) -> None:
     model = nif_zoo.load(str(workdir / "model"))
-    if dataset == "bdp":
-        rows, labels = data.load("bdp", "all")
-        names = [f"depth {d}" for d in range(int(labels.max()) + 1)]
-    else:
-        rows, labels = data.load("fmnist", "test")
-        rows, labels = rows[:2000], labels[:2000]
-        names = list(data.FMNIST_CLASSES)
-    disk = np.asarray(model.to_poincare(model.encode(rows))) / model.radius
-    title = f"{workdir.name}: latent means on the Poincare disk (R = {model.radius:.3g})"
-    poincare_disk(disk, labels, names, title).save(output)
+    latent_figure(model, f"{workdir.name}: latent means on the Poincare disk").save(output)
 
 
 def print_table(rows: list[dict], posteriors: list[str]) -> None:
@@ -113,8 +100,7 @@ def main() -> None:
     output = _timing.output_path("hyperbolic", args.quick, args.output)
     results = []
     for dataset in args.datasets:
-        rows, _ = data.load(dataset, "test")
-        rows = rows[: args.fmnist_test] if dataset == "fmnist" else rows
+        test_limit = args.fmnist_test if dataset == "fmnist" else None
         for latent in args.latents:
             for posterior in args.posteriors:
                 workdir = args.runs / run_name(dataset, posterior, latent)
@@ -124,11 +110,11 @@ def main() -> None:
                     print(f"skipping {workdir.name}: not trained (pass --train)", flush=True)
                     continue
                 row = {"dataset": dataset, "latent": latent, "posterior": posterior,
-                       **evaluate(workdir, rows, args.k)}
+                       **evaluate(workdir, args.k, test_limit)}
                 print(json.dumps(row), flush=True)
                 results.append(row)
                 if latent == 2 and posterior == "whc" and not args.quick:
-                    poincare_figure(workdir, dataset, NOTES / f"hyperbolic-{dataset}-poincare.png")
+                    poincare_figure(workdir, NOTES / f"hyperbolic-{dataset}-poincare.png")
     if not results:
         raise SystemExit(f"no trained models under {args.runs}; pass --train")
     print_table(results, args.posteriors)

@@ -43,7 +43,7 @@ def run(model: Pretrained, name: str, draws: int = 4, fd_samples: int = 10_000,
         test, test_labels = test[:test_limit], test_labels[:test_limit]
     result = {"name": name, "architecture": model.config.to_dict(), "seed": seed,
               "data": "Fashion-MNIST standard split, quantised to "
-                      f"{model.config.n_bits} bits", "machine": _machine()}
+                      f"{model.config.n_bits} bits", "machine": machine()}
     result["bits_per_dim"] = evaluate.bits_per_dim(model, test, draws, seed)
 
     classifier_params, meta = load_classifier(classifier_dir)
@@ -86,7 +86,8 @@ def _pixels(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1).astype(np.float32) / 255.0
 
 
-def _machine() -> str:
+def machine() -> str:
+    """The processor, core count and JAX backend, for the record."""
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {jax.default_backend()}"
 
 

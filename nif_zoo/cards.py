@@ -78,6 +78,10 @@ def card_tags(config: ModelConfig) -> list[str]:
 
 def render_card(name: str, entry: Mapping[str, Any]) -> str:
     """Render the model card (YAML front matter plus Markdown body) of one manifest entry."""
+    if entry["architecture"].get("kind") == "hvae":
+        from nif_zoo.hyperbolic.cards import render_card as render_vae_card
+
+        return render_vae_card(name, entry)
     config = ModelConfig.from_dict(entry["architecture"])
     dataset = entry["data"]["dataset"]
     metadata = ModelCardData(

@@ -39,9 +39,32 @@ def _sample(args) -> None:
     from nif_zoo.pretrained import load
 
     model = load(args.name)
-    images = model.sample(jax.random.key(args.seed), args.rows * args.cols, t=args.t, s=args.s)
+    n = args.rows * args.cols
+    if _is_vae(model):
+        images = _vae_images(model, args)
+    else:
+        images = model.sample(jax.random.key(args.seed), n, t=args.t, s=args.s)
     plots.save_png(plots.image_grid(images, args.rows, args.cols), args.output)
     print(f"wrote {args.rows * args.cols} samples (t={args.t}, s={args.s}) to {args.output}")
+
+
+def _is_vae(model) -> bool:
+    from nif_zoo.hyperbolic.pretrained import PretrainedVAE
+
+    return isinstance(model, PretrainedVAE)
+
+
+def _vae_images(model, args):
+    import jax
+
+    from nif_zoo.hyperbolic.publish import as_images
+
+    if model.config.dataset != "fmnist":
+        raise ValueError(f"{args.name} models rows of {model.config.data_dim} numbers, not images: "
+                         "call model.sample(rng, n) in Python")
+    if (args.t, args.s) != (1.0, 1.0):
+        raise ValueError(f"--t and --s are for flows; {args.name} is a VAE: leave them out")
+    return as_images(model.sample(jax.random.key(args.seed), args.rows * args.cols))
 
 
 def _eval(args) -> None:
@@ -49,6 +72,9 @@ def _eval(args) -> None:
     from nif_zoo.pretrained import load
 
     model = load(args.name)
+    if _is_vae(model):
+        raise ValueError(f"{args.name} is a VAE, scored in nats by importance sampling, not bits/dim: "
+                         f"run `nif-zoo bench {args.name}`")
     images, _ = data.load_dataset(args.data, args.split, model.config.image_shape)
     images = images[: args.limit] if args.limit else images
     results = {f"s={s:g}": evaluate.bits_per_dim(model, images, args.draws, args.seed, s)
@@ -90,6 +116,9 @@ def _finetune(args) -> None:
     from nif_zoo.train import train_and_evaluate
 
     entry = registry.get_entry(args.name)
+    if entry["architecture"].get("kind") == "hvae":
+        _finetune_vae(args)
+        return
     config = load_config(entry["train_config"])
     config.model = entry["architecture"]
     config.init_from = args.name
@@ -104,12 +133,29 @@ def _finetune(args) -> None:
     train_and_evaluate(config, args.workdir)
 
 
+def _finetune_vae(args) -> None:
+    from nif_zoo.hyperbolic import data, train
+    from nif_zoo.pretrained import load
+
+    if args.latent_dim or args.set:
+        raise ValueError(f"--latent-dim and --set are for flows; {args.name} is a VAE")
+    model = load(args.name)
+    rows = data.user_rows(args.data, model.config.data_dim, model.config.dataset)
+    summary = train.fine_tune(model, rows, args.workdir, args.steps, args.learning_rate)
+    print(json.dumps(summary, sort_keys=True))
+
+
 def _publish(args) -> None:
+    from nif_zoo.hyperbolic.publish import is_vae_workdir
+    from nif_zoo.hyperbolic.publish import publish as publish_vae
     from nif_zoo.publish import publish
 
-    folder = publish(args.workdir, args.name, args.bench, args.description,
-                     Path(args.notes).read_text() if args.notes else "", args.train_config,
-                     args.push)
+    notes = Path(args.notes).read_text() if args.notes else ""
+    if is_vae_workdir(args.workdir):
+        folder = publish_vae(args.workdir, args.name, args.bench, args.description, notes, args.push)
+    else:
+        folder = publish(args.workdir, args.name, args.bench, args.description, notes,
+                         args.train_config, args.push)
     print(f"published {args.name}: {folder}")
 
 
@@ -118,8 +164,13 @@ def _bench(args) -> None:
     from nif_zoo.pretrained import load
 
     model = load(args.name)
-    result = bench.run(model, args.name, draws=args.draws, fd_samples=args.fd_samples,
-                       test_limit=args.test_limit, probe_train=args.probe_train)
+    if _is_vae(model):
+        from nif_zoo.hyperbolic import bench as vae_bench
+
+        result = vae_bench.run(model, args.name, k=args.k, test_limit=args.test_limit or None)
+    else:
+        result = bench.run(model, args.name, draws=args.draws, fd_samples=args.fd_samples,
+                           test_limit=args.test_limit, probe_train=args.probe_train)
     path = bench.write(result, args.output or f"benchmarks/results/{args.name}.json")
     print(json.dumps(result, indent=2, sort_keys=True))
     print(f"wrote {path}", file=sys.stderr)
@@ -221,13 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", metavar="REPO_ID", help="also upload to this Hugging Face repo")
     p.set_defaults(run=_publish)
 
-    p = sub.add_parser("bench", help="bits/dim, FD and linear probe of a Fashion-MNIST model")
+    p = sub.add_parser("bench", help="bits/dim, FD and linear probe of a Fashion-MNIST flow; "
+                       "IS log-likelihood of a VAE")
     p.add_argument("name")
     p.add_argument("--output", help="JSON path (default benchmarks/results/NAME.json)")
     p.add_argument("--draws", type=int, default=4)
     p.add_argument("--fd-samples", type=int, default=10_000)
     p.add_argument("--test-limit", type=int, default=0)
     p.add_argument("--probe-train", type=int, default=0)
+    p.add_argument("--k", type=int, default=500, help="importance samples (VAEs)")
     p.set_defaults(run=_bench)
     return parser
 

@@ -258,7 +258,12 @@ def load(name_or_ref: str) -> Pretrained:
 
 def create(name: str, seed: int = 0) -> Pretrained:
     """A zoo entry's architecture with fresh weights (ActNorm not yet data-initialised)."""
-    config = ModelConfig.from_dict(registry.get_entry(name)["architecture"])
+    entry = registry.get_entry(name)
+    if entry["architecture"].get("kind") == "hvae":
+        from nif_zoo.hyperbolic.pretrained import create as create_vae
+
+        return create_vae(entry["architecture"], name, entry["data"], seed)
+    config = ModelConfig.from_dict(entry["architecture"])
     # float32 like `abstract_params` and dequantised inputs: under jax_enable_x64 the default
     # float64 would make float64 parameters that `load` and the float32 inputs cannot use.
     x = jax.random.uniform(jax.random.key(seed + 1), (2, *config.image_shape), jnp.float32) - 0.5

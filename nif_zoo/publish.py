@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -12,7 +13,7 @@ import numpy as np
 from nif_zoo import cards, evaluate, hub, plots, registry
 from nif_zoo import data as datasets
 from nif_zoo.config import ModelConfig
-from nif_zoo.pretrained import Pretrained, save_pretrained
+from nif_zoo.pretrained import Pretrained
 from nif_zoo.train import load_workdir
 from nif_zoo.writers import read_json_lines
 
@@ -142,10 +143,7 @@ def publish(workdir: str | Path, name: str, bench_json: str | Path | None = None
     bench = json.loads(Path(bench_json).read_text()) if bench_json else None
     root = registry.manifest_path().parent
     folder = root / ZOO_DIR / name
-    try:
-        previous = registry.get_entry(name)
-    except registry.UnknownModelError:
-        previous = {}
+    previous = previous_entry(name)
     entry = {
         "status": "published",
         "description": description or previous.get("description") or f"{name}, trained at step {step}",
@@ -161,11 +159,27 @@ def publish(workdir: str | Path, name: str, bench_json: str | Path | None = None
                                              notes) if part)
     if notes:
         entry["notes"] = notes
+    return write_entry(name, entry, model, folder,
+                       lambda out: figures(model, workdir, out, bench, step), push_repo)
+
+
+def previous_entry(name: str) -> dict:
+    """The manifest entry ``name`` has now ({} for a new name): publishing again keeps its texts."""
+    try:
+        return registry.get_entry(name)
+    except registry.UnknownModelError:
+        return {}
+
+
+def write_entry(name: str, entry: dict, model, folder: Path,
+                make_figures: Callable[[Path], dict[str, Path]], push_repo: str | None) -> Path:
+    """Saves ``model`` with its figures and card to ``folder``, then the card and manifest entry;
+    pushes first when ``push_repo`` is given (the entry then pins the upload's commit).
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        pngs = figures(model, workdir, Path(tmp), bench, step)
+        pngs = make_figures(Path(tmp))
         entry["files"] = {f: {"size": 0, "sha256": "0" * 64} for f in pngs}  # names for the card
-        card = cards.render_card(name, entry)
-        save_pretrained(folder, model.config, model.params, model.data, card, pngs)
+        model.save_pretrained(folder, cards.render_card(name, entry), pngs)
     entry["files"] = hub.describe_folder(folder)
     if push_repo:
         entry["hf_repo"] = push_repo

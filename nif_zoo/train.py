@@ -35,6 +35,25 @@ class TrainingDiverged(RuntimeError):
     """Too many non-finite steps in a row."""
 
 
+class NonfiniteGuard:
+    """Counts steps skipped in a row for a non-finite loss or gradient; past ``limit`` it waits for
+    pending checkpoint writes and stops the run, naming the last good checkpoint and ``advice``.
+    """
+
+    def __init__(self, limit: int, manager: ocp.CheckpointManager, workdir: Path, advice: str):
+        self.limit, self.manager, self.workdir, self.advice = limit, manager, workdir, advice
+        self.consecutive = 0
+
+    def check(self, skipped_before: int, skipped_after: int, step: int) -> None:
+        self.consecutive = self.consecutive + 1 if skipped_after > skipped_before else 0
+        if self.consecutive >= self.limit:
+            self.manager.wait_until_finished()
+            raise TrainingDiverged(
+                f"{self.consecutive} non-finite steps in a row at step {step + 1} (loss or gradient "
+                f"is NaN/Inf); stopped. The last good checkpoint (step {self.manager.latest_step()}) in "
+                f"{self.workdir / 'checkpoints'} is intact: {self.advice}.")
+
+
 class TrainState(train_state.TrainState):
     nonfinite: jax.Array  # steps skipped so far because the loss or a gradient was not finite
 
@@ -263,7 +282,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         return state
     writer.write_texts(start_step, {"config": str(config)})
     local = config.batch_size // jax.process_count()
-    started, consecutive = time.time(), 0
+    started = time.time()
+    guard = NonfiniteGuard(config.max_nonfinite_steps, manager, workdir,
+                           "lower learning_rate or check the data")
     history = None
     for step in range(start_step, config.num_steps):
         batch = datasets.batch_at(train_images, config.batch_size, config.seed, step)
@@ -273,13 +294,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         state, step_metrics = step_fn(state, batch, jax.random.fold_in(step_rng, step), mc.n_bits,
                                       mc.dim, reconstruction_weight)
         history = step_metrics if history is None else history.merge(step_metrics)
-        consecutive = consecutive + 1 if int(state.nonfinite) > previous_nonfinite else 0
-        if consecutive >= config.max_nonfinite_steps:
-            manager.wait_until_finished()
-            raise TrainingDiverged(
-                f"{consecutive} non-finite steps in a row at step {step + 1} (loss or gradient is "
-                f"NaN/Inf); stopped. The last good checkpoint (step {manager.latest_step()}) in "
-                f"{workdir / 'checkpoints'} is intact: lower learning_rate or check the data.")
+        guard.check(previous_nonfinite, int(state.nonfinite), step)
         done = step + 1
         if done % config.log_every == 0 or done == config.num_steps:
             _log(writer, history, state, config, done, start_step, started)

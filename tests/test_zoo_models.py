@@ -13,6 +13,9 @@ import pytest
 
 from nif_zoo import cards, pretrained, registry
 from nif_zoo.config import ModelConfig
+from nif_zoo.hyperbolic import cards as vae_cards
+from nif_zoo.hyperbolic.config import HVAEConfig
+from nif_zoo.hyperbolic.vae import HVAE
 from nif_zoo.models import FlowModel
 
 ROOT = registry.DEFAULT_MANIFEST.parent
@@ -60,7 +63,15 @@ def test_list_models_is_the_shipped_manifest():
     assert len(NAMES) >= 15
 
 
-@pytest.mark.parametrize("name", NAMES)
+def is_vae(name: str) -> bool:
+    return MODELS[name]["architecture"].get("kind") == "hvae"
+
+
+FLOWS = [name for name in NAMES if not is_vae(name)]
+VAES = [name for name in NAMES if is_vae(name)]
+
+
+@pytest.mark.parametrize("name", FLOWS)
 def test_architecture_rebuilds_at_a_tiny_scale(name):
     config = ModelConfig.from_dict(MODELS[name]["architecture"])
     small = tiny(config)
@@ -116,6 +127,23 @@ def test_architecture_rebuilds_at_a_tiny_scale(name):
         assert np.all(np.isfinite(log_prob)), log_prob
 
 
+@pytest.mark.parametrize("name", VAES)
+def test_vae_architecture_rebuilds_and_runs(name):
+    """VAEs are small: the registered architecture itself, on two rows, with filled weights."""
+    config = HVAEConfig.from_dict(MODELS[name]["architecture"])
+    module = HVAE(config)
+    rows = jax.ShapeDtypeStruct((2, config.data_dim), jnp.float32)
+    params = jax.eval_shape(module.init, jax.random.key(0), rows, jax.random.key(1))["params"]
+    assert params["encoder_hidden"]["kernel"].shape == (config.data_dim, config.hidden)
+    assert params["decoder_out"]["kernel"].shape == (config.hidden, config.data_dim)
+    assert ("raw_radius" in params) == (config.hyperbolic and config.learn_radius)
+    x = jnp.asarray(np.random.default_rng(0).uniform(size=(2, config.data_dim)) > 0.5, jnp.float32)
+    forward = jax.jit(lambda p, x: module.apply({"params": p}, x, jax.random.key(2)))
+    weights = jax.tree.map(lambda leaf: leaf * 0.1, filled(params))
+    elbo = np.asarray(forward.lower(weights, x).compile(compiler_options=FAST_COMPILE)(weights, x))
+    assert elbo.shape == (2,) and np.all(np.isfinite(elbo)), elbo
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_card_exists_and_parses(name):
     entry = MODELS[name]
@@ -126,9 +154,13 @@ def test_card_exists_and_parses(name):
     assert front["license"] == "apache-2.0"
     assert front["datasets"] == [entry["data"]["dataset"]]
     snf = "self-normalizing-flows" in front["tags"]  # a Self Normalizing Flows model
-    assert set(cards.SNF_TAGS if snf else cards.TAGS) <= set(front["tags"])
+    tags = vae_cards.TAGS if is_vae(name) else cards.SNF_TAGS if snf else cards.TAGS
+    assert set(tags) <= set(front["tags"])
     assert body.lstrip().startswith(f"# {name}\n")
-    assert f"nif-zoo train {entry['train_config']}" in body
+    if is_vae(name):
+        assert vae_cards.train_command(name, HVAEConfig.from_dict(entry["architecture"])) in body
+    else:
+        assert f"nif-zoo train {entry['train_config']}" in body
     assert (ROOT / entry["train_config"]).is_file(), entry["train_config"]
     if entry["status"] == "recipe":
         assert "No weights exist yet" in body

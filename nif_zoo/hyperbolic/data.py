@@ -6,6 +6,8 @@ training step (each pixel is 1 with its grey level as probability) and once, at 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,3 +53,22 @@ def as_rows(x, data_dim: int) -> jnp.ndarray:
     if jnp.issubdtype(x.dtype, jnp.integer):
         return jnp.asarray(binarise(np.asarray(x) / 255.0))
     return jnp.asarray(x, jnp.float32)
+
+
+def user_rows(spec: str, data_dim: int, dataset: str) -> np.ndarray:
+    """A user's training rows: an ``.npy`` of ``(N, data_dim)`` floats, or (for a Fashion-MNIST model)
+    anything ``nif-zoo`` reads as 28x28 grey images, scaled to [0, 1].
+    """
+    path = Path(spec)
+    if path.suffix == ".npy" and path.is_file():
+        array = np.load(path, allow_pickle=False)
+        if array.ndim == 2 and np.issubdtype(array.dtype, np.floating):
+            if array.shape[1] != data_dim:
+                raise ValueError(f"{spec}: rows of {array.shape[1]} numbers; this model takes {data_dim}")
+            if not np.isfinite(array).all():
+                raise ValueError(f"{spec}: rows contain NaN or infinity; clean them first")
+            return array.astype(np.float32)
+    if dataset != "fmnist":
+        raise ValueError(f"{spec}: a {dataset} model trains on an .npy file of (N, {data_dim}) floats")
+    images, _ = image_data.load_dataset(spec, "train", (28, 28, 1))
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0

@@ -125,3 +125,11 @@ def read_folder(folder: Path, meta: dict, name: str) -> PretrainedVAE:
     card_path = folder / zoo.CARD_FILE
     card = card_path.read_text() if card_path.exists() else ""
     return PretrainedVAE(config, params, name, meta.get("data", {}), card)
+
+
+def create(architecture: dict, name: str = "", data: dict | None = None, seed: int = 0) -> PretrainedVAE:
+    """A VAE of the given architecture (a manifest entry's) with fresh weights."""
+    config = HVAEConfig.from_dict(architecture)
+    x = jnp.zeros((1, config.data_dim), jnp.float32)
+    params = jax.jit(HVAE(config).init)(jax.random.key(seed), x, jax.random.key(seed + 1))["params"]
+    return PretrainedVAE(config, params, name, data or {})

@@ -28,7 +28,7 @@ from nif_zoo.hyperbolic import config as configs
 from nif_zoo.hyperbolic import data
 from nif_zoo.hyperbolic.pretrained import PretrainedVAE
 from nif_zoo.hyperbolic.vae import HVAE, elbo_per_row
-from nif_zoo.train import TrainingDiverged, TrainState, checkpoint_manager, restore_or_init, write_json_atomic
+from nif_zoo.train import NonfiniteGuard, TrainState, checkpoint_manager, restore_or_init, write_json_atomic
 from nif_zoo.writers import create_writer
 
 DEFAULT_STEPS = {"bdp": 6000, "fmnist": 5000}
@@ -120,25 +120,39 @@ def _check_workdir(workdir: Path, record: dict) -> None:
     write_json_atomic(path, record)
 
 
-def train_and_evaluate(model_config: configs.HVAEConfig, train: TrainConfig, workdir: str | Path
-                       ) -> dict:
-    """Trains to ``train.steps`` (resuming), then saves ``workdir/model``; returns the summary."""
+def train_and_evaluate(model_config: configs.HVAEConfig, train: TrainConfig, workdir: str | Path,
+                       rows: np.ndarray | None = None, test_rows: np.ndarray | None = None,
+                       init_from: PretrainedVAE | None = None) -> dict:
+    """Trains to ``train.steps`` (resuming), then saves ``workdir/model``; returns the summary.
+
+    ``rows`` and ``test_rows`` replace the dataset's splits (a user's data, for fine-tuning);
+    ``init_from`` starts from a trained model's weights instead of fresh ones.
+    """
     started = time.time()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    _check_workdir(workdir, {"model": model_config.to_dict(), "train": dataclasses.asdict(train)})
+    record = {"model": model_config.to_dict(), "train": dataclasses.asdict(train)}
+    if init_from is not None:
+        record["init_from"] = init_from.name
+    _check_workdir(workdir, record)
     model = model_for(model_config)
-    rows, _ = data.load(model_config.dataset, "train")
-    test_rows, _ = data.load(model_config.dataset, "test")
+    rows = data.load(model_config.dataset, "train")[0] if rows is None else rows
+    test_rows = data.load(model_config.dataset, "test")[0] if test_rows is None else test_rows
     binarise = model_config.likelihood == "bernoulli"
     init_rng, step_rng, eval_rng = jax.random.split(jax.random.key(train.seed), 3)
     manager = checkpoint_manager(workdir, train)
+    fresh = create_train_state(model, train, init_rng)
+    if init_from is not None:
+        if init_from.config != model_config:
+            raise ValueError(f"init_from has architecture {init_from.config}, not {model_config}")
+        fresh = fresh.replace(params=init_from.params, opt_state=fresh.tx.init(init_from.params))
     # Committed to the device like a restored state, so fresh and resumed runs share one compile.
-    state = jax.device_put(restore_or_init(manager, create_train_state(model, train, init_rng)),
-                           jax.local_devices()[0])
+    state = jax.device_put(restore_or_init(manager, fresh), jax.local_devices()[0])
     start_step = int(state.step)
     writer = create_writer(workdir, console=False)
-    loop_started, consecutive, history, first_step_seconds = time.time(), 0, [], 0.0
+    loop_started, history, first_step_seconds = time.time(), [], 0.0
+    guard = NonfiniteGuard(train.max_nonfinite_steps, manager, workdir,
+                           "lower the learning rate, or resume to retry with other draws")
     for step in range(start_step, train.steps):
         batch = jnp.asarray(image_data.batch_at(rows, train.batch_size, train.seed, step))
         skipped_before = int(state.nonfinite)
@@ -146,13 +160,7 @@ def train_and_evaluate(model_config: configs.HVAEConfig, train: TrainConfig, wor
         history.append(metrics)
         if step == start_step:
             first_step_seconds = time.time() - loop_started  # mostly compilation
-        consecutive = consecutive + 1 if int(state.nonfinite) > skipped_before else 0
-        if consecutive >= train.max_nonfinite_steps:
-            manager.wait_until_finished()
-            raise TrainingDiverged(
-                f"{consecutive} non-finite steps in a row at step {step + 1}; stopped. The last good "
-                f"checkpoint (step {manager.latest_step()}) in {workdir / 'checkpoints'} is intact: "
-                "lower the learning rate, or resume to retry with other draws.")
+        guard.check(skipped_before, int(state.nonfinite), step)
         done = step + 1
         if done % train.log_every == 0 or done == train.steps:
             _log(writer, history, state, done, start_step, train.steps, loop_started)
@@ -172,14 +180,30 @@ def train_and_evaluate(model_config: configs.HVAEConfig, train: TrainConfig, wor
                "nonfinite_total": int(state.nonfinite)}
     if int(state.step) >= train.steps:
         summary["test_elbo"] = mean_elbo(model, state.params, test_rows, eval_rng)
-        pretrained = PretrainedVAE(model_config, jax.device_get(state.params), workdir.name,
-                                   DATA_SPEC[model_config.dataset])
+        spec = DATA_SPEC[model_config.dataset] if init_from is None else {
+            **init_from.data, "split": "the user's data (last tenth held out)",
+            "preprocessing": f"fine-tuned from {init_from.name}; " + init_from.data["preprocessing"]}
+        pretrained = PretrainedVAE(model_config, jax.device_get(state.params), workdir.name, spec)
         summary["radius"] = pretrained.radius
         pretrained.save_pretrained(workdir / "model", card=model_card(workdir.name, model_config, train,
                                                                       summary))
     summary["wall_seconds"] = time.time() - started
     write_json_atomic(workdir / "result.json", summary)
     return summary
+
+
+def fine_tune(model: PretrainedVAE, rows: np.ndarray, workdir: str | Path, steps: int = 1000,
+              learning_rate: float = 1e-4, seed: int = 0) -> dict:
+    """Goes on training ``model`` on a user's ``rows``; the last tenth is held out for the ELBO."""
+    if len(rows) < 2:
+        raise ValueError(f"fine-tuning needs at least 2 rows, got {len(rows)}")
+    held_out = max(1, len(rows) // 10)
+    train_rows, test_rows = rows[:-held_out], rows[-held_out:]
+    if model.config.likelihood == "bernoulli":
+        test_rows = data.binarise(test_rows)
+    settings = TrainConfig(steps=steps, batch_size=min(100, len(train_rows)), learning_rate=learning_rate,
+                           seed=seed, log_every=max(1, min(500, steps // 10)))
+    return train_and_evaluate(model.config, settings, workdir, train_rows, test_rows, init_from=model)
 
 
 def _log(writer, history: list, state: TrainState, step: int, start_step: int, steps: int,
