@@ -137,6 +137,13 @@ def test_finetune_on_a_users_rows(zoo, tmp_path, capsys):
     kernel, original = tuned.params["decoder_out"]["kernel"], start.params["decoder_out"]["kernel"]
     assert 0 < np.abs(kernel - original).max() < 0.05
 
+    images = np.random.default_rng(2).integers(0, 256, (20, 28, 28, 1), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    code, _, err = run(capsys, "finetune", FMNIST, "--data", tmp_path / "images.npy", "--steps", "2",
+                       "--workdir", tmp_path / "ft-images")
+    assert code == 0, err
+    assert nif_zoo.load(str(tmp_path / "ft-images" / "model")).config == nif_zoo.load(FMNIST).config
+
     np.save(tmp_path / "wide.npy", np.zeros((40, 7), np.float32))
     code, _, err = run(capsys, "finetune", BDP, "--data", tmp_path / "wide.npy", "--workdir", tmp_path / "w")
     assert code == 1 and "rows of 7 numbers; this model takes 50" in err
