@@ -3,10 +3,12 @@
 ``python -m benchmarks.hyperbolic [--datasets bdp fmnist] [--latents 2 4 6] [--train] [--quick]``:
 for each dataset and latent dimension, the Euclidean VAE with an affine-coupling posterior flow,
 the hyperbolic VAE without a flow, with TC and with WHC layers; IS log-likelihood (K = 500, nats,
-mean and standard error over test points). Models come from ``RUNS/<name>/model`` (trained with
-``python -m nif_zoo.hyperbolic.train``, or here with ``--train``). Fashion-MNIST is scored on the
-first ``--fmnist-test`` test images (IS with K = 500 on all 10,000 takes ~1 CPU-hour per model).
-Writes ``results/hyperbolic.json`` (rows of earlier runs for other settings are kept) and the
+mean and standard error over all test points) and each model's paired difference from the
+Euclidean twin on the same points (mean and standard error of the per-point differences). Models
+are the zoo entries of the same names, or ``RUNS/<name>/model`` when ``--runs`` holds that run
+(trained with ``python -m nif_zoo.hyperbolic.train``, or here with ``--train``). Writes
+``results/hyperbolic.json`` (rows of earlier runs for other settings are kept), each model's
+``nif-zoo bench`` JSON ``results/<name>.json`` (the same draws, so the same figures) and the
 Poincare-disk PNGs of the 2-d WHC latents to ``notes/``. Run it with ``taskset -c 0``.
 """
 
@@ -17,7 +19,10 @@ import json
 from pathlib import Path
 
 import nif_zoo
+import numpy as np
+
 from benchmarks import _timing
+from nif_zoo import bench
 from nif_zoo.hyperbolic import bench as vae_bench
 from nif_zoo.hyperbolic import config as configs
 from nif_zoo.hyperbolic import train
@@ -25,6 +30,7 @@ from nif_zoo.hyperbolic.plots import latent_figure
 
 POSTERIORS = {"euclidean": "Euclidean + NC", "wrapped": "H-VAE", "tc": "H-VAE + TC", "whc": "H-VAE + WHC"}
 NOTES = Path(__file__).resolve().parent / "notes"
+RESULTS = _timing.RESULTS
 
 
 def run_name(dataset: str, posterior: str, latent: int) -> str:
@@ -43,42 +49,65 @@ def ensure_trained(runs: Path, dataset: str, posterior: str, latent: int, steps:
     return workdir
 
 
-def evaluate(workdir: Path, k: int, test_limit: int | None) -> dict:
-    """The IS figures of ``nif-zoo bench`` (same draws) with the run's training record."""
-    figures = vae_bench.run(nif_zoo.load(str(workdir / "model")), workdir.name, k, test_limit)
-    result = json.loads((workdir / "result.json").read_text())
-    return {"name": workdir.name, "log_likelihood": figures["log_likelihood"]["mean"],
-            "standard_error": figures["log_likelihood"]["stderr"],
-            "test_examples": figures["test_examples"], "k": k, "eval_seconds": figures["seconds"],
-            "test_elbo": result.get("test_elbo"), "radius": result.get("radius"),
-            "train_seconds": result["train_seconds"], "steps": result["step"],
-            "steps_per_sec": result["steps_per_sec"]}
+def evaluate(name: str, model_source: str, k: int, test_limit: int | None,
+             workdir: Path | None) -> tuple[dict, np.ndarray]:
+    """The IS figures of ``nif-zoo bench`` (same draws), with the run's training record when its
+    workdir is here; also the per-point log-likelihoods.
+    """
+    figures = vae_bench.run(nif_zoo.load(model_source), name, k, test_limit, keep_points=True)
+    points = figures.pop("points")
+    row = {"name": name, "log_likelihood": figures["log_likelihood"]["mean"],
+           "standard_error": figures["log_likelihood"]["stderr"], "test_elbo": figures["elbo"],
+           "radius": figures["radius"] if np.isfinite(figures["radius"]) else None, "test_examples": figures["test_examples"], "k": k,
+           "eval_seconds": figures["seconds"], "bench": figures}
+    if workdir is not None:
+        result = json.loads((workdir / "result.json").read_text())
+        row.update(train_seconds=result["train_seconds"], steps=result["step"],
+                   steps_per_sec=result["steps_per_sec"])
+    return row, points
 
 
-def poincare_figure(workdir: Path, output: Path) -> None:
-    model = nif_zoo.load(str(workdir / "model"))
-    latent_figure(model, f"{workdir.name}: latent means on the Poincare disk").save(output)
+def paired_differences(rows: list[dict], points: dict[str, np.ndarray]) -> None:
+    """Adds ``minus_euclidean`` (mean and standard error of per-point differences) to each row
+    whose Euclidean twin was scored in the same run.
+    """
+    for row in rows:
+        twin = run_name(row["dataset"], "euclidean", row["latent"])
+        if row["posterior"] != "euclidean" and twin in points:
+            diff = points[row["name"]] - points[twin]
+            row["minus_euclidean"] = {"mean": float(diff.mean()),
+                                      "stderr": float(diff.std(ddof=1) / np.sqrt(len(diff)))}
 
 
-def print_table(rows: list[dict], posteriors: list[str]) -> None:
-    print(f"\nTest log-likelihood (nats, IS with K = {rows[0]['k']}; mean +- standard error)")
+def poincare_figure(model, name: str, output: Path) -> None:
+    latent_figure(model, f"{name}: latent means on the Poincare disk").save(output)
+
+
+def print_table(rows: list[dict], posteriors: list[str], field: str, title: str) -> None:
+    print(f"\n{title}")
     print("| data | d | " + " | ".join(POSTERIORS[p] for p in posteriors) + " |")
     print("|---|---|" + "---|" * len(posteriors))
     for (dataset, latent) in dict.fromkeys((r["dataset"], r["latent"]) for r in rows):
         cells = []
         for p in posteriors:
             match = [r for r in rows if (r["dataset"], r["latent"], r["posterior"]) == (dataset, latent, p)]
-            cells.append(f"{match[0]['log_likelihood']:.2f} +- {match[0]['standard_error']:.2f}"
-                         if match else "-")
+            value = match[0].get(field) if match else None
+            cells.append(f"{value['mean']:.2f} +- {value['stderr']:.2f}" if value else "-")
         print(f"| {dataset} | {latent} | " + " | ".join(cells) + " |")
 
 
 def merged(output: Path, results: list[dict]) -> list[dict]:
-    """``results`` plus the rows of an earlier run for other settings (e.g. the other dataset)."""
+    """``results`` plus the rows of an earlier run for other settings (e.g. the other dataset); a
+    re-scored row keeps the training record of its earlier row when its workdir is gone.
+    """
     key = lambda r: (r["dataset"], r["latent"], r["posterior"])  # noqa: E731
-    earlier = json.loads(output.read_text())["results"] if output.exists() else []
-    new = {key(r) for r in results}
-    return sorted([r for r in earlier if key(r) not in new] + results, key=key)
+    earlier = {key(r): r for r in json.loads(output.read_text())["results"]} if output.exists() else {}
+    training = ("train_seconds", "steps", "steps_per_sec")
+    for row in results:
+        kept = {f: earlier[key(row)][f] for f in training if f in earlier.get(key(row), {})}
+        row.update({**kept, **{f: row[f] for f in training if f in row}})
+        earlier[key(row)] = row
+    return sorted(earlier.values(), key=key)
 
 
 def main() -> None:
@@ -86,11 +115,12 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["bdp", "fmnist"], choices=["bdp", "fmnist"])
     parser.add_argument("--latents", nargs="+", type=int, default=[2, 4, 6])
     parser.add_argument("--posteriors", nargs="+", default=list(POSTERIORS), choices=list(POSTERIORS))
-    parser.add_argument("--runs", type=Path, default=Path("/work/runs/hyperbolic"))
+    parser.add_argument("--runs", type=Path, default=Path("workdirs"),
+                        help="training workdirs; a model without one here comes from the zoo")
     parser.add_argument("--train", action="store_true", help="train the runs that have no model yet")
     parser.add_argument("--steps", type=int, help="training steps (default: train.DEFAULT_STEPS)")
     parser.add_argument("--k", type=int, default=500)
-    parser.add_argument("--fmnist-test", type=int, default=1000)
+    parser.add_argument("--test-limit", type=int, default=0, help="score the first N test points (0: all)")
     parser.add_argument("--quick", action="store_true", help="bdp, d = 2, 200 steps, K = 50")
     parser.add_argument("--output")
     args = parser.parse_args()
@@ -98,28 +128,35 @@ def main() -> None:
         args.datasets, args.latents, args.steps, args.k, args.train = ["bdp"], [2], 200, 50, True
         args.runs = args.runs.with_name(args.runs.name + "-quick")
     output = _timing.output_path("hyperbolic", args.quick, args.output)
-    results = []
+    results, points = [], {}
     for dataset in args.datasets:
-        test_limit = args.fmnist_test if dataset == "fmnist" else None
         for latent in args.latents:
             for posterior in args.posteriors:
-                workdir = args.runs / run_name(dataset, posterior, latent)
+                name = run_name(dataset, posterior, latent)
+                workdir = args.runs / name
                 if args.train:
                     ensure_trained(args.runs, dataset, posterior, latent, args.steps)
-                if not (workdir / "model").exists():
-                    print(f"skipping {workdir.name}: not trained (pass --train)", flush=True)
-                    continue
-                row = {"dataset": dataset, "latent": latent, "posterior": posterior,
-                       **evaluate(workdir, args.k, test_limit)}
-                print(json.dumps(row), flush=True)
+                local = (workdir / "model").exists()
+                row, points[name] = evaluate(name, str(workdir / "model") if local else name, args.k,
+                                             args.test_limit, workdir if local else None)
+                row = {"dataset": dataset, "latent": latent, "posterior": posterior, **row}
+                if not args.quick:
+                    bench.write(row["bench"], RESULTS / f"{name}.json")
+                print(json.dumps({key: v for key, v in row.items() if key != "bench"}), flush=True)
                 results.append(row)
                 if latent == 2 and posterior == "whc" and not args.quick:
-                    poincare_figure(workdir, NOTES / f"hyperbolic-{dataset}-poincare.png")
-    if not results:
-        raise SystemExit(f"no trained models under {args.runs}; pass --train")
-    print_table(results, args.posteriors)
-    _timing.write_json(output, {"results": merged(output, results), "machine": _timing.machine(), "k": args.k,
-                               "fmnist_test_examples": args.fmnist_test})
+                    poincare_figure(nif_zoo.load(str(workdir / "model") if local else name), name,
+                                    NOTES / f"hyperbolic-{dataset}-poincare.png")
+    paired_differences(results, points)
+    for row in results:
+        row["log_likelihood"] = {"mean": row["log_likelihood"], "stderr": row.pop("standard_error")}
+        del row["bench"]
+    print_table(results, args.posteriors, "log_likelihood",
+                f"Test log-likelihood (nats, IS with K = {args.k}; mean +- standard error)")
+    print_table(results, args.posteriors, "minus_euclidean",
+                "Paired difference from Euclidean + NC (nats; mean +- standard error over test points)")
+    _timing.write_json(output, {"results": merged(output, results), "machine": _timing.machine(),
+                                "k": args.k, "test_limit": args.test_limit})
 
 
 if __name__ == "__main__":

@@ -159,6 +159,12 @@ def _publish(args) -> None:
     print(f"published {args.name}: {folder}")
 
 
+def _refresh(args) -> None:
+    from nif_zoo.hyperbolic.publish import refresh
+
+    print(f"refreshed {args.name}: {refresh(args.name, args.bench)}")
+
+
 def _bench(args) -> None:
     from nif_zoo import bench
     from nif_zoo.pretrained import load
@@ -271,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-config", default="", help="the config file that trained it")
     p.add_argument("--push", metavar="REPO_ID", help="also upload to this Hugging Face repo")
     p.set_defaults(run=_publish)
+
+    p = sub.add_parser("refresh", help="put new `nif-zoo bench` figures on a published VAE's card "
+                       "and manifest entry, weights untouched (no workdir needed)")
+    p.add_argument("name")
+    p.add_argument("--bench", required=True, help="the JSON written by `nif-zoo bench NAME`")
+    p.set_defaults(run=_refresh)
 
     p = sub.add_parser("bench", help="bits/dim, FD and linear probe of a Fashion-MNIST flow; "
                        "IS log-likelihood of a VAE")

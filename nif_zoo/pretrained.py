@@ -7,6 +7,7 @@ optional PNGs, and ``files.json`` (size and sha256 of every other file), checked
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -14,6 +15,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +174,7 @@ def _apply(module: FlowModel, method: str, params, args: tuple, kwargs: dict, st
 
 def save_pretrained(folder, config: ModelConfig, params, data: dict | None = None,
                     card: str = "", extra_files: dict | None = None) -> Path:
-    folder = Path(folder).resolve()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:
         meta = {"format_version": FORMAT_VERSION, "library": "nif_zoo",
                 "model": config.to_dict(), "data": data or {}}
         (staging / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -186,6 +185,34 @@ def save_pretrained(folder, config: ModelConfig, params, data: dict | None = Non
             (staging / CARD_FILE).write_text(card)
         for name, source in (extra_files or {}).items():
             shutil.copyfile(source, staging / name)
+    return Path(folder).resolve()
+
+
+def replace_card(folder, card: str) -> Path:
+    """Rewrites a saved model's card (and its checksum record) atomically; every other file is
+    kept byte for byte.
+    """
+    folder = Path(folder).resolve()
+    if not (folder / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{folder} has no {CONFIG_FILE}: not a nif_zoo model folder")
+    with staged_folder(folder) as staging:
+        shutil.copytree(folder, staging, dirs_exist_ok=True)
+        (staging / CARD_FILE).write_text(card)
+    return folder
+
+
+@contextlib.contextmanager
+def staged_folder(folder) -> Iterator[Path]:
+    """A staging folder beside ``folder``: fill it in the block; on success it gets its
+    ``files.json`` and replaces ``folder`` (a complete folder or none; the old one comes back if
+    the swap fails).
+    """
+    folder = Path(folder).resolve()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        yield staging
+        (staging / CHECKSUM_FILE).unlink(missing_ok=True)
         records = hub.describe_folder(staging)
         (staging / CHECKSUM_FILE).write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
         if folder.exists():
@@ -203,7 +230,6 @@ def save_pretrained(folder, config: ModelConfig, params, data: dict | None = Non
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    return folder
 
 
 def _read_folder(folder: Path, name: str) -> Pretrained:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import nif_zoo
-from nif_zoo import cards, cli, registry
+from nif_zoo import cards, cli, hub, registry
 from nif_zoo.hyperbolic import lorentz, train
 from nif_zoo.hyperbolic.config import for_dataset
 from nif_zoo.hyperbolic.pretrained import PretrainedVAE
@@ -85,6 +85,31 @@ def test_bench_then_publish_with_its_figures(zoo, tmp_path, capsys):
     code, _, err = run(capsys, "publish", zoo / FMNIST, "--name", FMNIST, "--bench", out_json)
     assert code == 0, err
     assert "radius" not in registry.get_entry(FMNIST)["metrics"]
+
+
+def test_refresh_puts_new_figures_on_the_card_and_keeps_the_weights(zoo, tmp_path, capsys):
+    out_json = tmp_path / "bench.json"
+    assert run(capsys, "bench", FMNIST, "--k", "3", "--test-limit", "12", "--output", out_json)[0] == 0
+    bench = json.loads(out_json.read_text())
+    folder = zoo / registry.get_entry(FMNIST)["mirror"]
+    before = hub.describe_folder(folder)
+    code, out, err = run(capsys, "refresh", FMNIST, "--bench", out_json)
+    assert code == 0, err
+    entry = registry.get_entry(FMNIST)
+    after = hub.describe_folder(folder)
+    assert {f for f in after if after[f] != before[f]} == {"README.md", "files.json"}
+    assert entry["files"] == after
+    assert entry["metrics"]["test_log_likelihood_nats"] == pytest.approx(bench["log_likelihood"]["mean"])
+    card = (zoo / entry["card"]).read_text()
+    assert (folder / "README.md").read_text() == card
+    assert card.count("`nif-zoo bench` on") == 1 and "(first 12 test points" in card
+    assert "Trained for 20 Adam steps" in card
+    assert nif_zoo.load(FMNIST).name == FMNIST  # checksums of the refreshed folder verify
+
+    code, _, err = run(capsys, "refresh", BDP, "--bench", out_json)
+    assert code == 1 and f"holds the figures of '{FMNIST}', not '{BDP}'" in err
+    code, _, err = run(capsys, "refresh", "fmnist-nif64.small", "--bench", out_json)
+    assert code == 1 and "is a flow: publish it again from its workdir" in err
 
 
 def test_load_by_name_gives_encode_decode_sample_log_prob(zoo):

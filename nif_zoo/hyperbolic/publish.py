@@ -12,17 +12,19 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from nif_zoo import plots, registry
+from nif_zoo import hub, plots, registry
+from nif_zoo.cards import render_card, save_entry_with_card
 from nif_zoo.hyperbolic import bench as vae_bench
 from nif_zoo.hyperbolic import data
 from nif_zoo.hyperbolic.cards import PAPER_ROW, latent_description
 from nif_zoo.hyperbolic.plots import latent_figure
 from nif_zoo.hyperbolic.pretrained import PretrainedVAE
-from nif_zoo.pretrained import CONFIG_FILE, load
+from nif_zoo.pretrained import CARD_FILE, CONFIG_FILE, load, replace_card
 from nif_zoo.publish import previous_entry, write_entry
 from nif_zoo.writers import read_json_lines
 
 ZOO_DIR = "zoo"
+BENCH_PARAGRAPH_START = "`nif-zoo bench`"
 TRAIN_SCRIPT = "nif_zoo/hyperbolic/train.py"
 
 
@@ -88,11 +90,48 @@ def training_notes(workdir: Path, bench: dict | None) -> str:
              f"{result['nonfinite_total']} steps skipped as non-finite. The training curve is "
              "`training_curve.png`."]
     if bench:
-        ll = bench["log_likelihood"]
-        lines += ["", f"`nif-zoo bench` on {bench['machine']} in {bench['seconds']:.0f} s "
-                      f"({bench['data']}): test log-likelihood {ll['mean']:.2f} +/- {ll['stderr']:.2f} "
-                      f"nats (IS, K = {bench['k']}), one-sample ELBO {bench['elbo']:.2f} nats."]
+        lines += ["", bench_paragraph(bench)]
     return "\n".join(lines)
+
+
+def bench_paragraph(bench: dict) -> str:
+    ll = bench["log_likelihood"]
+    return (f"{BENCH_PARAGRAPH_START} on {bench['machine']} in {bench['seconds']:.0f} s ({bench['data']}): "
+            f"test log-likelihood {ll['mean']:.2f} +/- {ll['stderr']:.2f} nats (IS, K = {bench['k']}), "
+            f"one-sample ELBO {bench['elbo']:.2f} nats.")
+
+
+def refresh(name: str, bench_json: str | Path) -> Path:
+    """New ``nif-zoo bench`` figures into a published VAE whose training workdir is gone: the
+    manifest's metrics, the card (model_cards/ and the mirror's README.md); weights and figures
+    stay byte for byte.
+    """
+    entry = registry.get_entry(name)
+    if entry["architecture"].get("kind") != "hvae":
+        raise ValueError(f"{name} is a flow: publish it again from its workdir "
+                         f"(nif-zoo publish WORKDIR --name {name} --bench JSON)")
+    if entry.get("revision"):
+        raise ValueError(f"{name} is pinned to Hub revision {entry['revision']}, whose card would "
+                         "keep the old figures: publish it again with --push")
+    bench = json.loads(Path(bench_json).read_text())
+    if bench.get("model") != name:
+        raise ValueError(f"{bench_json} holds the figures of {bench.get('model')!r}, not {name!r}")
+    paragraphs = entry["notes"].split("\n\n")
+    kept = [p for p in paragraphs if not p.startswith(BENCH_PARAGRAPH_START)]
+    at = next((i + 1 for i, p in enumerate(kept) if p.startswith("Trained for")), len(kept))
+    entry["notes"] = "\n\n".join(kept[:at] + [bench_paragraph(bench)] + kept[at:])
+    entry["metrics"] = vae_bench.metrics(bench)
+    entry["metrics_command"] = f"nif-zoo bench {name}"
+    folder = registry.resolve(entry["mirror"])
+    previous_card = (folder / CARD_FILE).read_text()
+    replace_card(folder, render_card(name, entry))
+    entry["files"] = hub.describe_folder(folder)
+    try:
+        save_entry_with_card(name, entry)
+    except BaseException:
+        replace_card(folder, previous_card)
+        raise
+    return folder
 
 
 def publish(workdir: str | Path, name: str, bench_json: str | Path | None = None,
