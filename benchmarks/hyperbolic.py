@@ -18,9 +18,9 @@ import argparse
 import json
 from pathlib import Path
 
-import nif_zoo
 import numpy as np
 
+import nif_zoo
 from benchmarks import _timing
 from nif_zoo import bench
 from nif_zoo.hyperbolic import bench as vae_bench
@@ -49,17 +49,19 @@ def ensure_trained(runs: Path, dataset: str, posterior: str, latent: int, steps:
     return workdir
 
 
-def evaluate(name: str, model_source: str, k: int, test_limit: int | None,
-             workdir: Path | None) -> tuple[dict, np.ndarray]:
-    """The IS figures of ``nif-zoo bench`` (same draws), with the run's training record when its
-    workdir is here; also the per-point log-likelihoods.
+def evaluate(model, name: str, k: int, test_limit: int | None, workdir: Path | None,
+             bench_output: Path | None) -> tuple[dict, np.ndarray]:
+    """The IS figures of ``nif-zoo bench`` (same draws; written to ``bench_output`` as that command
+    writes them), with the run's training record when its workdir is here; also the per-point
+    log-likelihoods.
     """
-    figures = vae_bench.run(nif_zoo.load(model_source), name, k, test_limit, keep_points=True)
+    figures = vae_bench.run(model, name, k, test_limit, keep_points=True)
     points = figures.pop("points")
-    row = {"name": name, "log_likelihood": figures["log_likelihood"]["mean"],
-           "standard_error": figures["log_likelihood"]["stderr"], "test_elbo": figures["elbo"],
-           "radius": figures["radius"] if np.isfinite(figures["radius"]) else None, "test_examples": figures["test_examples"], "k": k,
-           "eval_seconds": figures["seconds"], "bench": figures}
+    if bench_output is not None:
+        bench.write(figures, bench_output)
+    row = {"name": name, "log_likelihood": figures["log_likelihood"], "test_elbo": figures["elbo"],
+           "radius": figures["radius"] if np.isfinite(figures["radius"]) else None,
+           "test_examples": figures["test_examples"], "k": k, "eval_seconds": figures["seconds"]}
     if workdir is not None:
         result = json.loads((workdir / "result.json").read_text())
         row.update(train_seconds=result["train_seconds"], steps=result["step"],
@@ -137,20 +139,16 @@ def main() -> None:
                 if args.train:
                     ensure_trained(args.runs, dataset, posterior, latent, args.steps)
                 local = (workdir / "model").exists()
-                row, points[name] = evaluate(name, str(workdir / "model") if local else name, args.k,
-                                             args.test_limit, workdir if local else None)
+                model = nif_zoo.load(str(workdir / "model") if local else name)
+                row, points[name] = evaluate(model, name, args.k, args.test_limit,
+                                             workdir if local else None,
+                                             None if args.quick else RESULTS / f"{name}.json")
                 row = {"dataset": dataset, "latent": latent, "posterior": posterior, **row}
-                if not args.quick:
-                    bench.write(row["bench"], RESULTS / f"{name}.json")
-                print(json.dumps({key: v for key, v in row.items() if key != "bench"}), flush=True)
+                print(json.dumps(row), flush=True)
                 results.append(row)
                 if latent == 2 and posterior == "whc" and not args.quick:
-                    poincare_figure(nif_zoo.load(str(workdir / "model") if local else name), name,
-                                    NOTES / f"hyperbolic-{dataset}-poincare.png")
+                    poincare_figure(model, name, NOTES / f"hyperbolic-{dataset}-poincare.png")
     paired_differences(results, points)
-    for row in results:
-        row["log_likelihood"] = {"mean": row["log_likelihood"], "stderr": row.pop("standard_error")}
-        del row["bench"]
     print_table(results, args.posteriors, "log_likelihood",
                 f"Test log-likelihood (nats, IS with K = {args.k}; mean +- standard error)")
     print_table(results, args.posteriors, "minus_euclidean",
