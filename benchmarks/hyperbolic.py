@@ -39,11 +39,11 @@ def run_name(dataset: str, posterior: str, latent: int) -> str:
     return f"{dataset}-{tag}.d{latent}"
 
 
-def ensure_trained(runs: Path, dataset: str, posterior: str, latent: int, steps: int | None) -> Path:
-    workdir = runs / run_name(dataset, posterior, latent)
+def ensure_trained(workdir: Path, dataset: str, posterior: str, latent: int, steps: int | None,
+                   seed: int) -> Path:
     if not (workdir / "model" / "config.json").exists():
         config = configs.for_dataset(dataset, latent, posterior)
-        settings = train.TrainConfig(steps=steps or train.DEFAULT_STEPS[dataset])
+        settings = train.TrainConfig(steps=steps or train.DEFAULT_STEPS[dataset], seed=seed)
         print(f"training {workdir.name} for {settings.steps} steps", flush=True)
         train.train_and_evaluate(config, settings, workdir)
     return workdir
@@ -94,8 +94,34 @@ def print_table(rows: list[dict], posteriors: list[str], field: str, title: str)
         for p in posteriors:
             match = [r for r in rows if (r["dataset"], r["latent"], r["posterior"]) == (dataset, latent, p)]
             value = match[0].get(field) if match else None
-            cells.append(f"{value['mean']:.2f} +- {value['stderr']:.2f}" if value else "-")
+            spread = value and value.get("stderr", value.get("std"))
+            cells.append(f"{value['mean']:.2f} +- {spread:.2f}" if value else "-")
         print(f"| {dataset} | {latent} | " + " | ".join(cells) + " |")
+
+
+def print_seed_summary(posteriors: list[str]) -> None:
+    """Mean and spread over training seeds of each cell's log-likelihood and paired difference."""
+    runs = [json.loads(path.read_text())["results"]
+            for path in [RESULTS / "hyperbolic.json", *sorted(RESULTS.glob("hyperbolic.seed*.json"))]]
+    cells: dict[tuple, dict[str, list[float]]] = {}
+    for row in (r for rows in runs for r in rows):
+        cell = cells.setdefault((row["dataset"], row["latent"], row["posterior"]), {"ll": [], "diff": []})
+        cell["ll"].append(row["log_likelihood"]["mean"])
+        if "minus_euclidean" in row:
+            cell["diff"].append(row["minus_euclidean"]["mean"])
+    summary = []
+    for (dataset, latent, posterior), cell in sorted(cells.items()):
+        summary.append({"dataset": dataset, "latent": latent, "posterior": posterior,
+                        "seeds": len(cell["ll"]),
+                        **{f: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1))}
+                           for f, v in (("log_likelihood", cell["ll"]), ("minus_euclidean", cell["diff"]))
+                           if len(v) > 1}})
+    seeds = max(r["seeds"] for r in summary)
+    print_table(summary, posteriors, "log_likelihood",
+                f"Test log-likelihood over {seeds} training seeds (nats; mean +- standard deviation)")
+    print_table(summary, posteriors, "minus_euclidean",
+                f"Paired difference from Euclidean + NC over {seeds} seeds (mean +- standard deviation)")
+    _timing.write_json(RESULTS / "hyperbolic_seeds.json", {"results": summary, "runs": len(runs)})
 
 
 def merged(output: Path, results: list[dict]) -> list[dict]:
@@ -124,29 +150,41 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=500)
     parser.add_argument("--test-limit", type=int, default=0, help="score the first N test points (0: all)")
     parser.add_argument("--quick", action="store_true", help="bdp, d = 2, 200 steps, K = 50")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training seed; seed 0 are the zoo entries, others train into NAME.seedS")
+    parser.add_argument("--seed-summary", action="store_true",
+                        help="only summarise results/hyperbolic.json and hyperbolic.seed*.json")
     parser.add_argument("--output")
     args = parser.parse_args()
     if args.quick:
         args.datasets, args.latents, args.steps, args.k, args.train = ["bdp"], [2], 200, 50, True
         args.runs = args.runs.with_name(args.runs.name + "-quick")
-    output = _timing.output_path("hyperbolic", args.quick, args.output)
+    if args.seed_summary:
+        print_seed_summary(args.posteriors)
+        return
+    output = _timing.output_path(f"hyperbolic{f'.seed{args.seed}' if args.seed else ''}", args.quick,
+                                 args.output)
     results, points = [], {}
     for dataset in args.datasets:
         for latent in args.latents:
             for posterior in args.posteriors:
                 name = run_name(dataset, posterior, latent)
-                workdir = args.runs / name
+                workdir = args.runs / (name if args.seed == 0 else f"{name}.seed{args.seed}")
                 if args.train:
-                    ensure_trained(args.runs, dataset, posterior, latent, args.steps)
+                    ensure_trained(workdir, dataset, posterior, latent, args.steps, args.seed)
                 local = (workdir / "model").exists()
+                if not local and args.seed != 0:
+                    raise SystemExit(f"{workdir} has no model: the zoo holds seed 0 only; pass --train")
                 model = nif_zoo.load(str(workdir / "model") if local else name)
+                zoo_figures = not args.quick and args.seed == 0
                 row, points[name] = evaluate(model, name, args.k, args.test_limit,
                                              workdir if local else None,
-                                             None if args.quick else RESULTS / f"{name}.json")
-                row = {"dataset": dataset, "latent": latent, "posterior": posterior, **row}
+                                             RESULTS / f"{name}.json" if zoo_figures else None)
+                row = {"dataset": dataset, "latent": latent, "posterior": posterior, "seed": args.seed,
+                       **row}
                 print(json.dumps(row), flush=True)
                 results.append(row)
-                if latent == 2 and posterior == "whc" and not args.quick:
+                if latent == 2 and posterior == "whc" and zoo_figures:
                     poincare_figure(model, name, NOTES / f"hyperbolic-{dataset}-poincare.png")
     paired_differences(results, points)
     print_table(results, args.posteriors, "log_likelihood",

@@ -272,7 +272,8 @@ def resolve_reference(ref: str) -> tuple[Path, str]:
             raise ValueError(f"{ref!r} has no revision: pin one, e.g. hf-hub:{repo}@<commit id>")
         return hub.fetch_repo(repo, revision), repo
     if os.path.isdir(ref):
-        return Path(ref), Path(ref).name
+        folder = Path(ref).resolve()  # Orbax restores from absolute paths only
+        return folder, folder.name
     return registry.fetch_files(ref), ref
 
 

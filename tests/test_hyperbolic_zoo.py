@@ -127,6 +127,12 @@ def test_load_by_name_gives_encode_decode_sample_log_prob(zoo):
     assert nif_zoo.load(FMNIST).encode(images).shape == (3, 2)
 
 
+def test_load_from_a_relative_folder(zoo, monkeypatch):
+    monkeypatch.chdir(zoo)
+    model = nif_zoo.load(registry.get_entry(BDP)["mirror"])
+    assert isinstance(model, PretrainedVAE) and model.name == BDP
+
+
 def test_create_gives_the_architecture_with_fresh_weights(zoo):
     fresh, trained = nif_zoo.create(BDP, seed=3), nif_zoo.load(BDP)
     assert isinstance(fresh, PretrainedVAE) and fresh.config == trained.config

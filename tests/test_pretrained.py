@@ -329,6 +329,13 @@ def test_load_from_a_directory(folder, model, reference):
     assert loaded.data == model.data
 
 
+def test_load_from_a_relative_directory(folder, model, reference, monkeypatch):
+    monkeypatch.chdir(folder.parent)
+    loaded = pretrained.load(folder.name)
+    assert_same_model(loaded, model, reference)
+    assert loaded.name == NAME
+
+
 def test_load_by_name_from_a_seeded_hf_cache(folder, model, reference, tmp_path, monkeypatch,
                                              cache):
     publish(tmp_path, folder, monkeypatch)
