@@ -10,6 +10,10 @@ are the zoo entries of the same names, or ``RUNS/<name>/model`` when ``--runs`` 
 ``results/hyperbolic.json`` (rows of earlier runs for other settings are kept), each model's
 ``nif-zoo bench`` JSON ``results/<name>.json`` (the same draws, so the same figures) and the
 Poincare-disk PNGs of the 2-d WHC latents to ``notes/``. Run it with ``taskset -c 0``.
+
+``--train --seed S`` (S > 0) trains every model again with another seed into ``RUNS/<name>.seedS``
+and writes ``results/hyperbolic.seedS.json`` only; ``--seed-summary`` prints the mean and spread
+over the seeds found (``results/hyperbolic_seeds.json``).
 """
 
 from __future__ import annotations
