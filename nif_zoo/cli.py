@@ -41,11 +41,12 @@ def _sample(args) -> None:
     model = load(args.name)
     n = args.rows * args.cols
     if _is_vae(model):
-        images = _vae_images(model, args)
+        images, settings = _vae_images(model, args), "decoder means of prior draws"
     else:
         images = model.sample(jax.random.key(args.seed), n, t=args.t, s=args.s)
+        settings = f"t={args.t}, s={args.s}"
     plots.save_png(plots.image_grid(images, args.rows, args.cols), args.output)
-    print(f"wrote {args.rows * args.cols} samples (t={args.t}, s={args.s}) to {args.output}")
+    print(f"wrote {n} samples ({settings}) to {args.output}")
 
 
 def _is_vae(model) -> bool:

@@ -143,9 +143,10 @@ def test_create_gives_the_architecture_with_fresh_weights(zoo):
 
 def test_sample_writes_images_for_an_image_model_only(zoo, tmp_path, capsys):
     path = tmp_path / "grid.png"
-    code, _, err = run(capsys, "sample", FMNIST, "-o", path, "--rows", "2", "--cols", "3")
+    code, out, err = run(capsys, "sample", FMNIST, "-o", path, "--rows", "2", "--cols", "3")
     assert code == 0, err
     assert Image.open(path).size[0] > 3 * 28
+    assert "6 samples (decoder means of prior draws)" in out and "t=" not in out
     code, _, err = run(capsys, "sample", BDP, "-o", path)
     assert code == 1 and "rows of 50 numbers" in err
     code, _, err = run(capsys, "sample", FMNIST, "-o", path, "--t", "0.5")
