@@ -171,3 +171,24 @@ def test_card_exists_and_parses(name):
         files = set(entry["files"])
         assert {pretrained.CONFIG_FILE, pretrained.CHECKSUM_FILE} <= files
         assert any(f.startswith(f"{pretrained.CHECKPOINT_DIR}/") for f in files)
+
+
+BENCHED = [n for n in NAMES if MODELS[n].get("metrics_command") == f"nif-zoo bench {n}"]
+
+
+@pytest.mark.parametrize("name", BENCHED)
+def test_published_figures_are_those_of_its_bench_json(name):
+    """The manifest and card carry exactly what `nif-zoo bench NAME` wrote, no stale figure."""
+    import json
+
+    from nif_zoo.hyperbolic import bench as vae_bench
+    from nif_zoo.publish import metrics_from_bench
+
+    path = ROOT / "benchmarks" / "results" / f"{name}.json"
+    assert path.is_file(), f"{name} names `nif-zoo bench {name}` but {path} is missing"
+    bench = json.loads(path.read_text())
+    assert bench.get("model", bench.get("name")) == name  # VAE benches say "model", flow ones "name"
+    expected = vae_bench.metrics(bench) if is_vae(name) else metrics_from_bench(bench)
+    assert MODELS[name]["metrics"] == expected
+    body = cards.parse_card((ROOT / MODELS[name]["card"]).read_text(encoding="utf-8"))[1]
+    assert f"in {bench['seconds']:.0f} s ({bench['data']})" in body
