@@ -134,10 +134,11 @@ def merged(output: Path, results: list[dict]) -> list[dict]:
     """
     key = lambda r: (r["dataset"], r["latent"], r["posterior"])  # noqa: E731
     earlier = {key(r): r for r in json.loads(output.read_text())["results"]} if output.exists() else {}
-    training = ("train_seconds", "steps", "steps_per_sec")
     for row in results:
-        kept = {f: earlier[key(row)][f] for f in training if f in earlier.get(key(row), {})}
-        row.update({**kept, **{f: row[f] for f in training if f in row}})
+        previous = earlier.get(key(row), {})
+        for field in ("train_seconds", "steps", "steps_per_sec"):
+            if field not in row and field in previous:
+                row[field] = previous[field]
         earlier[key(row)] = row
     return sorted(earlier.values(), key=key)
 

@@ -6,6 +6,8 @@ Levels, image shape, head, latent size and the layer choices stay as registered.
 only traced (``jax.eval_shape``); Fashion-MNIST-sized ones also run forward on two images.
 """
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,10 +15,12 @@ import pytest
 
 from nif_zoo import cards, pretrained, registry
 from nif_zoo.config import ModelConfig
+from nif_zoo.hyperbolic import bench as vae_bench
 from nif_zoo.hyperbolic import cards as vae_cards
 from nif_zoo.hyperbolic.config import HVAEConfig
 from nif_zoo.hyperbolic.vae import HVAE
 from nif_zoo.models import FlowModel
+from nif_zoo.publish import metrics_from_bench
 
 ROOT = registry.DEFAULT_MANIFEST.parent
 MODELS = registry.load_manifest(registry.DEFAULT_MANIFEST)["models"]
@@ -179,11 +183,6 @@ BENCHED = [n for n in NAMES if MODELS[n].get("metrics_command") == f"nif-zoo ben
 @pytest.mark.parametrize("name", BENCHED)
 def test_published_figures_are_those_of_its_bench_json(name):
     """The manifest and card carry exactly what `nif-zoo bench NAME` wrote, no stale figure."""
-    import json
-
-    from nif_zoo.hyperbolic import bench as vae_bench
-    from nif_zoo.publish import metrics_from_bench
-
     path = ROOT / "benchmarks" / "results" / f"{name}.json"
     assert path.is_file(), f"{name} names `nif-zoo bench {name}` but {path} is missing"
     bench = json.loads(path.read_text())

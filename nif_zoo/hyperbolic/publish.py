@@ -24,7 +24,7 @@ from nif_zoo.publish import previous_entry, write_entry
 from nif_zoo.writers import read_json_lines
 
 ZOO_DIR = "zoo"
-BENCH_PARAGRAPH_START = "`nif-zoo bench`"
+BENCH_PARAGRAPH_START, TRAINING_PARAGRAPH_START = "`nif-zoo bench`", "Trained for"
 TRAIN_SCRIPT = "nif_zoo/hyperbolic/train.py"
 
 
@@ -85,7 +85,8 @@ def default_description(model: PretrainedVAE) -> str:
 def training_notes(workdir: Path, bench: dict | None) -> str:
     result = json.loads((workdir / "result.json").read_text())
     lines = ["## Results and training run", "",
-             f"Trained for {result['step']} Adam steps (batch 100, learning rate 1e-3, seed 0) in "
+             f"{TRAINING_PARAGRAPH_START} {result['step']} Adam steps (batch 100, learning rate 1e-3, "
+             f"seed 0) in "
              f"{result['train_seconds'] / 60:.1f} minutes of wall time on one CPU core; "
              f"{result['nonfinite_total']} steps skipped as non-finite. The training curve is "
              "`training_curve.png`."]
@@ -118,7 +119,7 @@ def refresh(name: str, bench_json: str | Path) -> Path:
         raise ValueError(f"{bench_json} holds the figures of {bench.get('model')!r}, not {name!r}")
     paragraphs = entry["notes"].split("\n\n")
     kept = [p for p in paragraphs if not p.startswith(BENCH_PARAGRAPH_START)]
-    at = next((i + 1 for i, p in enumerate(kept) if p.startswith("Trained for")), len(kept))
+    at = next((i + 1 for i, p in enumerate(kept) if p.startswith(TRAINING_PARAGRAPH_START)), len(kept))
     entry["notes"] = "\n\n".join(kept[:at] + [bench_paragraph(bench)] + kept[at:])
     entry["metrics"] = vae_bench.metrics(bench)
     entry["metrics_command"] = f"nif-zoo bench {name}"
